@@ -234,3 +234,76 @@ fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
     crate::der_push_len(out, value.len());
     out.extend_from_slice(value);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn pki(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/vectors/pki")
+            .join(path)
+    }
+
+    fn open(cert: &str, key: &str, chain: Option<&str>) -> Result<FileSigner, Error> {
+        let chain = chain.map(pki);
+        FileSigner::open(&pki(cert), &pki(key), chain.as_deref())
+    }
+
+    #[test]
+    fn file_signer_rsa_pkcs8_conforms() {
+        let signer = open("rsa/leaf.pem", "rsa/leaf.key", Some("rsa/chain.pem")).unwrap();
+        assert_eq!(signer.chain().len(), 1);
+        crate::conformance::check(&signer).unwrap();
+    }
+
+    #[test]
+    fn file_signer_rsa_pkcs1_conforms() {
+        let signer = open("rsa/leaf.pem", "rsa/leaf.pkcs1.key", None).unwrap();
+        crate::conformance::check(&signer).unwrap();
+    }
+
+    #[test]
+    fn file_signer_ec_pkcs8_and_sec1_conform() {
+        for key in ["ec/leaf.key", "ec/leaf.sec1.key"] {
+            let signer = open("ec/leaf.pem", key, Some("ec/chain.pem")).unwrap();
+            assert_eq!(signer.algorithm(), Algorithm::EcdsaSha256);
+            crate::conformance::check(&signer).unwrap();
+        }
+    }
+
+    #[test]
+    fn file_signer_picks_leaf_from_full_chain() {
+        let signer = open("rsa/leaf-fullchain.pem", "rsa/leaf.key", None).unwrap();
+        assert!(
+            signer
+                .parsed_certificate()
+                .subject()
+                .contains("rsa-workload")
+        );
+        assert_eq!(signer.chain().len(), 1);
+        crate::conformance::check(&signer).unwrap();
+    }
+
+    #[test]
+    fn file_signer_rejects_mismatched_key() {
+        let err = open("rsa/leaf.pem", "rsa/leaf-direct.key", None).unwrap_err();
+        assert!(matches!(err, Error::KeyMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn file_signer_rejects_garbage_key() {
+        let dir = std::env::temp_dir().join(format!("ra-signer-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("garbage.key");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = FileSigner::open(&pki("rsa/leaf.pem"), &key, None).unwrap_err();
+        assert!(matches!(err, Error::InvalidKey { .. }), "{err}");
+        assert!(err.to_string().contains("garbage.key"), "{err}");
+    }
+}

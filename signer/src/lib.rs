@@ -14,6 +14,7 @@
 
 mod cert;
 mod chain;
+pub mod conformance;
 mod error;
 #[cfg(feature = "file-key")]
 pub mod file;
