@@ -185,32 +185,6 @@ fn decimal_from_be(bytes: &[u8]) -> String {
     digits.iter().rev().map(|d| char::from(b'0' + d)).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::decimal_from_be;
-
-    #[test]
-    fn decimal_from_be_matches_known_serials() {
-        let hex = |s: &str| {
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            decimal_from_be(&hex("00c0ffee0123456789abcdef")),
-            "233322351226215633162849775"
-        );
-        assert_eq!(decimal_from_be(&hex("7e57ab1e")), "2119674654");
-        assert_eq!(
-            decimal_from_be(&hex("1f71c5114a119fc0cc5a5a52fb3720ad")),
-            "41796794418840706582093025104159514797"
-        );
-        assert_eq!(decimal_from_be(&[0]), "0");
-        assert_eq!(decimal_from_be(&[]), "0");
-    }
-}
-
 /// Reads every certificate in a file: PEM (`CERTIFICATE` blocks, in order) or a single DER
 /// certificate. Errors name the path.
 pub fn read_certificates(path: &std::path::Path) -> Result<Vec<Certificate>, Error> {
@@ -242,4 +216,30 @@ pub fn read_certificates(path: &std::path::Path) -> Result<Vec<Certificate>, Err
         });
     }
     Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_from_be;
+
+    #[test]
+    fn decimal_from_be_matches_known_serials() {
+        let hex = |s: &str| {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            decimal_from_be(&hex("00c0ffee0123456789abcdef")),
+            "233322351226215633162849775"
+        );
+        assert_eq!(decimal_from_be(&hex("7e57ab1e")), "2119674654");
+        assert_eq!(
+            decimal_from_be(&hex("1f71c5114a119fc0cc5a5a52fb3720ad")),
+            "41796794418840706582093025104159514797"
+        );
+        assert_eq!(decimal_from_be(&[0]), "0");
+        assert_eq!(decimal_from_be(&[]), "0");
+    }
 }

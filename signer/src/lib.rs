@@ -90,7 +90,7 @@ impl<S: Signer + ?Sized> Signer for Box<S> {
 ///
 /// Returns `None` when `raw` is empty or has an odd length.
 pub fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return None;
     }
     let (r, s) = raw.split_at(raw.len() / 2);
