@@ -1,1 +1,24 @@
+//! ra-agent: temporary AWS credentials from IAM Roles Anywhere for edge devices.
+//!
+//! The binary's `main` only parses arguments and sets up logging; everything it runs is
+//! here so tests can drive it.
+//!
+//! Features: `file-key` (default) signs with PEM keys on disk; `pkcs11` (default) signs
+//! with keys in a PKCS#11 token.
 #![forbid(unsafe_code)]
+
+pub mod arn;
+pub mod atomic;
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod credentials;
+pub mod error;
+pub mod http;
+pub mod logger;
+#[cfg(feature = "pkcs11")]
+mod pkcs11;
+pub mod session;
+pub mod shared_file;
+pub mod signers;
+pub mod sigv4;

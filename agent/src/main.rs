@@ -1,1 +1,41 @@
-fn main() {}
+//! The `ra-agent` binary: parse arguments, set up logging, run one command, exit with the
+//! status of its outcome.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use ra_agent::cli::{self, Command};
+use ra_agent::error::{exit, report};
+use ra_agent::{commands, logger};
+
+fn main() -> ExitCode {
+    let options = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("ra-agent: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    logger::init(options.debug);
+    let result = match options.command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            Ok(())
+        }
+        Command::Version => {
+            println!("ra-agent {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::CredentialProcess => commands::credential_process(&options),
+        Command::Update => commands::update(&options),
+        Command::SignString => commands::sign_string(&options),
+        Command::ReadCertificateData => commands::read_certificate_data(&options),
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::SUCCESS),
+        Err(e) => {
+            log::error!("{}", report(&e));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
