@@ -1,0 +1,210 @@
+//! Checks of a key's TPM public area: can it sign what Roles Anywhere needs, with which
+//! TPM2_Sign scheme, and what public key does it hold.
+
+use ra_signer::{Algorithm, KeyKind};
+use tpm2_protocol::data::{
+    TpmAlgId, TpmEccCurve, TpmaObject, TpmtPublic, TpmuAsymScheme, TpmuPublicId, TpmuPublicParms,
+};
+
+use crate::error::TpmError;
+
+/// The smallest RSA modulus Roles Anywhere accepts.
+const MIN_RSA_BITS: u16 = 2048;
+/// The RSA public exponent a TPM uses when the public area stores 0.
+const DEFAULT_RSA_EXPONENT: u32 = 65537;
+
+/// A TPM key that can sign for Roles Anywhere, and how to ask the TPM for a signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyProfile {
+    /// Key type and size, in the terms of the certificate.
+    pub kind: KeyKind,
+    /// The TPM2_Sign scheme: `TPM_ALG_RSASSA` or `TPM_ALG_ECDSA`, always with SHA-256.
+    pub scheme: TpmAlgId,
+    /// The public key as a certificate's subjectPublicKey holds it: a DER RSAPublicKey
+    /// for RSA, an uncompressed point for EC.
+    pub public_key: Vec<u8>,
+}
+
+impl KeyProfile {
+    /// Returns the length of r and of s in an ECDSA signature, or `None` for RSA.
+    pub fn ecdsa_scalar_len(&self) -> Option<usize> {
+        match self.kind {
+            KeyKind::P256 => Some(32),
+            KeyKind::P384 => Some(48),
+            _ => None,
+        }
+    }
+
+    /// Returns the signature algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.kind.algorithm()
+    }
+}
+
+fn unsupported(detail: String) -> TpmError {
+    TpmError::UnsupportedKey { detail }
+}
+
+fn hash_name(hash: TpmAlgId) -> String {
+    match hash {
+        TpmAlgId::Sha1 => "SHA-1".into(),
+        TpmAlgId::Sha256 => "SHA-256".into(),
+        TpmAlgId::Sha384 => "SHA-384".into(),
+        TpmAlgId::Sha512 => "SHA-512".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Checks that `public` describes a key able to produce `AWS4-X509-RSA-SHA256` or
+/// `AWS4-X509-ECDSA-SHA256` signatures through TPM2_Sign, and returns its profile.
+///
+/// A key whose public area fixes a scheme other than RSASSA or ECDSA with SHA-256 is
+/// rejected here: the TPM refuses to sign with a scheme other than the key's own
+/// (TPM_RC_SCHEME), and with the key's scheme the signature would not be the SHA-256
+/// one Roles Anywhere verifies. A key with scheme `TPM_ALG_NULL` is signed with
+/// RSASSA or ECDSA and SHA-256 passed in the command.
+pub(crate) fn profile(public: &TpmtPublic) -> Result<KeyProfile, TpmError> {
+    let attributes = public.object_attributes;
+    if !attributes.contains(TpmaObject::SIGN_ENCRYPT) {
+        return Err(unsupported(
+            "the key's sign attribute is clear, so the TPM will not sign with it; create \
+             a signing key"
+                .into(),
+        ));
+    }
+    if attributes.contains(TpmaObject::RESTRICTED) {
+        return Err(unsupported(
+            "restricted signing keys (attestation keys) sign only digests the TPM computed \
+             itself; create an unrestricted signing key"
+                .into(),
+        ));
+    }
+    match (&public.parameters, &public.unique) {
+        (TpmuPublicParms::Rsa(parms), TpmuPublicId::Rsa(modulus)) => {
+            let bits = parms.key_bits.value();
+            if bits < MIN_RSA_BITS {
+                return Err(unsupported(format!(
+                    "RSA key of {bits} bits; Roles Anywhere needs 2048 bits or more"
+                )));
+            }
+            check_scheme(parms.scheme.scheme, &parms.scheme.details, TpmAlgId::Rsassa)?;
+            let exponent = match parms.exponent.value() {
+                0 => DEFAULT_RSA_EXPONENT,
+                e => e,
+            };
+            Ok(KeyProfile {
+                kind: KeyKind::Rsa {
+                    bits: usize::from(bits),
+                },
+                scheme: TpmAlgId::Rsassa,
+                public_key: rsa_public_key_der(modulus, exponent),
+            })
+        }
+        (TpmuPublicParms::Ecc(parms), TpmuPublicId::Ecc(point)) => {
+            let (kind, len) = match parms.curve_id {
+                TpmEccCurve::NistP256 => (KeyKind::P256, 32),
+                TpmEccCurve::NistP384 => (KeyKind::P384, 48),
+                other => {
+                    return Err(unsupported(format!(
+                        "EC curve {other}; Roles Anywhere accepts NIST P-256 and P-384"
+                    )));
+                }
+            };
+            check_scheme(parms.scheme.scheme, &parms.scheme.details, TpmAlgId::Ecdsa)?;
+            let (x, y) = (&point.x[..], &point.y[..]);
+            if x.len() > len || y.len() > len {
+                return Err(unsupported("EC point longer than the curve size".into()));
+            }
+            let mut public_key = Vec::with_capacity(1 + 2 * len);
+            public_key.push(0x04);
+            public_key.extend(std::iter::repeat_n(0, len - x.len()));
+            public_key.extend_from_slice(x);
+            public_key.extend(std::iter::repeat_n(0, len - y.len()));
+            public_key.extend_from_slice(y);
+            Ok(KeyProfile {
+                kind,
+                scheme: TpmAlgId::Ecdsa,
+                public_key,
+            })
+        }
+        _ => Err(unsupported(format!(
+            "object type {}; Roles Anywhere needs an RSA or EC key",
+            public.object_type
+        ))),
+    }
+}
+
+fn check_scheme(
+    scheme: TpmAlgId,
+    details: &TpmuAsymScheme,
+    wanted: TpmAlgId,
+) -> Result<(), TpmError> {
+    if scheme == TpmAlgId::Null {
+        return Ok(());
+    }
+    let hash = match details {
+        TpmuAsymScheme::Hash(h) => h.hash_alg,
+        TpmuAsymScheme::Null => TpmAlgId::Null,
+    };
+    if scheme == wanted && hash == TpmAlgId::Sha256 {
+        return Ok(());
+    }
+    Err(unsupported(format!(
+        "the key's public area fixes the signing scheme {scheme} with {}, and the TPM \
+         signs with no other; Roles Anywhere needs {wanted} with SHA-256, so create the \
+         key with scheme null or {wanted}-SHA256",
+        hash_name(hash)
+    )))
+}
+
+/// Encodes an RSA public key as DER `RSAPublicKey ::= SEQUENCE { modulus, exponent }`.
+fn rsa_public_key_der(modulus: &[u8], exponent: u32) -> Vec<u8> {
+    let mut body = der_integer(modulus);
+    body.extend(der_integer(&exponent.to_be_bytes()));
+    let mut out = vec![0x30];
+    push_der_len(&mut out, body.len());
+    out.extend(body);
+    out
+}
+
+fn der_integer(magnitude: &[u8]) -> Vec<u8> {
+    let start = magnitude
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(magnitude.len());
+    let magnitude = &magnitude[start..];
+    let pad = magnitude.first().is_none_or(|&b| b & 0x80 != 0);
+    let mut out = vec![0x02];
+    push_der_len(&mut out, magnitude.len() + usize::from(pad));
+    if pad {
+        out.push(0);
+    }
+    out.extend_from_slice(magnitude);
+    out
+}
+
+fn push_der_len(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len < 0x100 {
+        out.extend_from_slice(&[0x81, len as u8]);
+    } else {
+        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_public_key_der_pads_modulus() {
+        let der = rsa_public_key_der(&[0x80, 0x01], 65537);
+        assert_eq!(
+            der,
+            [
+                0x30, 0x0A, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01
+            ]
+        );
+    }
+}
