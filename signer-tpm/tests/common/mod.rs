@@ -250,7 +250,8 @@ impl Swtpm {
 
     /// Creates a TSS2 private key file with `openssl genpkey -provider tpm2`.
     /// `options` are `-pkeyopt` values such as `bits:2048` or `group:P-384`.
-    /// Returns the key file and its public key PEM.
+    /// `parent_password` is the password of the persistent parent or of the owner
+    /// hierarchy. Returns the key file and its public key PEM.
     pub fn key_file(
         &self,
         name: &str,
@@ -258,6 +259,19 @@ impl Swtpm {
         options: &[&str],
         password: Option<&str>,
         parent: Option<u32>,
+    ) -> (PathBuf, PathBuf) {
+        self.key_file_with_parent_password(name, algorithm, options, password, parent, None)
+    }
+
+    /// [`Swtpm::key_file`] with a parent or hierarchy password.
+    pub fn key_file_with_parent_password(
+        &self,
+        name: &str,
+        algorithm: &str,
+        options: &[&str],
+        password: Option<&str>,
+        parent: Option<u32>,
+        parent_password: Option<&str>,
     ) -> (PathBuf, PathBuf) {
         let key = format!("{name}.key.pem");
         let public = format!("{name}.pub.pem");
@@ -279,28 +293,39 @@ impl Swtpm {
         if let Some(parent) = parent {
             args.extend(["-pkeyopt".into(), format!("parent:0x{parent:08x}")]);
         }
+        if let Some(parent_password) = parent_password {
+            args.extend(["-pkeyopt".into(), format!("parent-auth:{parent_password}")]);
+        }
         args.extend(["-out".into(), key.clone()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.run("openssl", &args);
 
         let passin = format!("pass:{}", password.unwrap_or(""));
-        self.run(
-            "openssl",
-            &[
-                "pkey",
-                "-provider",
-                "tpm2",
-                "-provider",
-                "base",
-                "-in",
-                &key,
-                "-passin",
-                &passin,
-                "-pubout",
-                "-out",
-                &public,
-            ],
+        let pubout = [
+            "pkey",
+            "-provider",
+            "tpm2",
+            "-provider",
+            "base",
+            "-in",
+            &key,
+            "-passin",
+            &passin,
+            "-pubout",
+            "-out",
+            &public,
+        ];
+        let output = self
+            .command("openssl", &pubout)
+            .env("TPM2OPENSSL_PARENT_AUTH", parent_password.unwrap_or(""))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openssl pkey -pubout failed: {}",
+            String::from_utf8_lossy(&output.stderr)
         );
+        self.flush_tools();
         (self.path(&key), self.path(&public))
     }
 
