@@ -1,5 +1,6 @@
 //! TSS2 private key files made with `openssl genpkey -provider tpm2`, under the owner
 //! hierarchy and under a persistent parent.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

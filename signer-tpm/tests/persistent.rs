@@ -1,4 +1,5 @@
 //! Persistent-handle keys made with tpm2-tools, signed through each transport.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
