@@ -22,3 +22,4 @@ pub mod session;
 pub mod shared_file;
 pub mod signers;
 pub mod sigv4;
+pub mod store;
