@@ -45,14 +45,21 @@ fn unsupported(detail: String) -> TpmError {
     TpmError::UnsupportedKey { detail }
 }
 
-fn hash_name(hash: TpmAlgId) -> String {
-    match hash {
-        TpmAlgId::Sha1 => "SHA-1".into(),
-        TpmAlgId::Sha256 => "SHA-256".into(),
-        TpmAlgId::Sha384 => "SHA-384".into(),
-        TpmAlgId::Sha512 => "SHA-512".into(),
-        other => other.to_string(),
-    }
+fn algorithm_name(algorithm: TpmAlgId) -> String {
+    let name = match algorithm {
+        TpmAlgId::Sha1 => "SHA-1",
+        TpmAlgId::Sha256 => "SHA-256",
+        TpmAlgId::Sha384 => "SHA-384",
+        TpmAlgId::Sha512 => "SHA-512",
+        TpmAlgId::Rsassa => "RSASSA",
+        TpmAlgId::Rsapss => "RSAPSS",
+        TpmAlgId::Ecdsa => "ECDSA",
+        TpmAlgId::Ecdaa => "ECDAA",
+        TpmAlgId::Ecschnorr => "EC-Schnorr",
+        TpmAlgId::Sm2 => "SM2",
+        other => return other.to_string(),
+    };
+    name.to_owned()
 }
 
 /// Checks that `public` describes a key able to produce `AWS4-X509-RSA-SHA256` or
@@ -149,11 +156,14 @@ fn check_scheme(
     if scheme == wanted && hash == TpmAlgId::Sha256 {
         return Ok(());
     }
+    let wanted_name = algorithm_name(wanted);
     Err(unsupported(format!(
-        "the key's public area fixes the signing scheme {scheme} with {}, and the TPM \
-         signs with no other; Roles Anywhere needs {wanted} with SHA-256, so create the \
-         key with scheme null or {wanted}-SHA256",
-        hash_name(hash)
+        "the key's public area fixes the signing scheme {} with {}, and TPM2_Sign accepts \
+         no other scheme for it; Roles Anywhere needs {wanted_name} with SHA-256, so \
+         create the key with a null scheme or with {}-sha256",
+        algorithm_name(scheme),
+        algorithm_name(hash),
+        wanted_name.to_lowercase()
     )))
 }
 

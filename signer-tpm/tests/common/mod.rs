@@ -192,6 +192,18 @@ impl Swtpm {
     /// at `handle`. `algorithm` is a tpm2-tools spec such as `rsa2048` or
     /// `ecc384:ecdsa-sha384`. Returns the path of its public key PEM.
     pub fn persistent_key(&self, algorithm: &str, handle: u32, password: Option<&str>) -> PathBuf {
+        self.persistent_key_with_attributes(algorithm, handle, password, None)
+    }
+
+    /// [`Swtpm::persistent_key`] with tpm2-tools object attributes such as
+    /// `fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign`.
+    pub fn persistent_key_with_attributes(
+        &self,
+        algorithm: &str,
+        handle: u32,
+        password: Option<&str>,
+        attributes: Option<&str>,
+    ) -> PathBuf {
         let tag = format!("{handle:08x}");
         let primary = format!("primary-{tag}.ctx");
         let public = format!("key-{tag}.pub");
@@ -210,6 +222,9 @@ impl Swtpm {
         if let Some(password) = password {
             auth = format!("str:{password}");
             create.extend(["-p", &auth]);
+        }
+        if let Some(attributes) = attributes {
+            create.extend(["-a", attributes]);
         }
         self.run("tpm2_create", &create);
         self.run(
@@ -440,11 +455,13 @@ pub fn pki_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/pki")
 }
 
-/// A connector that counts the commands sent through it, by command code.
+/// A connector that counts the commands sent through it, by command code, and records
+/// each command code with its response code.
 #[derive(Debug, Clone)]
 pub struct Counting {
     pub inner: TpmAddress,
     pub counts: Arc<Mutex<HashMap<u32, usize>>>,
+    pub responses: Arc<Mutex<Vec<(u32, u32)>>>,
 }
 
 pub const CC_SIGN: u32 = 0x15D;
@@ -456,7 +473,18 @@ impl Counting {
         Counting {
             inner,
             counts: Arc::default(),
+            responses: Arc::default(),
         }
+    }
+
+    /// Returns the response codes the TPM sent for commands with code `cc`, in order.
+    pub fn response_codes(&self, cc: u32) -> Vec<u32> {
+        let responses = self.responses.lock().unwrap();
+        responses
+            .iter()
+            .filter(|(command, _)| *command == cc)
+            .map(|(_, rc)| *rc)
+            .collect()
     }
 
     pub fn count(&self, cc: u32) -> usize {
@@ -468,13 +496,17 @@ impl Counting {
 struct CountingTransport {
     inner: Box<dyn Transport>,
     counts: Arc<Mutex<HashMap<u32, usize>>>,
+    responses: Arc<Mutex<Vec<(u32, u32)>>>,
 }
 
 impl Transport for CountingTransport {
     fn transact(&mut self, command: &[u8]) -> io::Result<Vec<u8>> {
         let cc = u32::from_be_bytes(command[6..10].try_into().unwrap());
         *self.counts.lock().unwrap().entry(cc).or_default() += 1;
-        self.inner.transact(command)
+        let response = self.inner.transact(command)?;
+        let rc = u32::from_be_bytes(response[6..10].try_into().unwrap());
+        self.responses.lock().unwrap().push((cc, rc));
+        Ok(response)
     }
 }
 
@@ -483,6 +515,7 @@ impl Connect for Counting {
         Ok(Box::new(CountingTransport {
             inner: self.inner.connect()?,
             counts: self.counts.clone(),
+            responses: self.responses.clone(),
         }))
     }
 
