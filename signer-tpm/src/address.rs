@@ -23,8 +23,8 @@ pub const DEFAULT_SIMULATOR_PORT: u16 = 2321;
 /// Key creation on a slow TPM takes a few seconds; signing takes well under one.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Opens a fresh connection to a TPM. The signer connects once per signature, so it
-/// never holds a simulator socket or a `/dev/tpm0` handle between requests.
+/// A source of fresh TPM connections. The signer connects once per signature, so it
+/// keeps no simulator socket or `/dev/tpm0` file open between requests.
 pub trait Connect: Send + Sync + fmt::Debug {
     /// Opens a connection.
     fn connect(&self) -> Result<Box<dyn Transport>, TpmError>;
@@ -191,7 +191,7 @@ impl Connect for TpmAddress {
     }
 }
 
-/// Maps an error from opening a character device to the variant that says how to fix it.
+/// Maps an error from opening a character device to the variant that names the fix.
 pub(crate) fn device_error(path: &Path, source: io::Error) -> TpmError {
     let path = path.display().to_string();
     match source.kind() {

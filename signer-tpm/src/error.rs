@@ -2,7 +2,7 @@ use std::fmt;
 
 use crate::rc::ResponseCode;
 
-/// How the agent should react to a [`TpmError`].
+/// The reaction a [`TpmError`] calls for in the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorClass {
@@ -19,7 +19,7 @@ pub enum ErrorClass {
     Other,
 }
 
-/// What went wrong while talking to the TPM or using a TPM key.
+/// A failure while talking to the TPM or using a TPM key.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum TpmError {
@@ -89,7 +89,7 @@ pub enum TpmError {
 }
 
 impl TpmError {
-    /// Returns how the agent should react to this error.
+    /// Returns the class of this error, which tells the agent whether to retry.
     pub fn class(&self) -> ErrorClass {
         match self {
             TpmError::AuthFailed { .. } | TpmError::PasswordPolicy { .. } => {
@@ -108,6 +108,9 @@ impl TpmError {
             TpmError::Connect { .. } | TpmError::Io { .. } | TpmError::RetriesExhausted { .. } => {
                 ErrorClass::Transient
             }
+            // Warnings such as TPM_RC_OBJECT_MEMORY or TPM_RC_NV_RATE: the TPM did not
+            // run the command and may accept it later.
+            TpmError::Command { rc, .. } if rc.is_warning() => ErrorClass::Transient,
             _ => ErrorClass::Other,
         }
     }
@@ -144,7 +147,7 @@ impl fmt::Display for TpmError {
                 "permission denied opening TPM device {path}; add the user to the `tss` group \
                  (usermod -aG tss USER) or grant access with a udev rule"
             ),
-            TpmError::Connect { address, .. } => write!(f, "cannot open TPM {address}"),
+            TpmError::Connect { address, .. } => write!(f, "cannot connect to TPM {address}"),
             TpmError::Io { address, .. } => write!(f, "TPM {address} I/O failed"),
             TpmError::Protocol { command, reason } => {
                 write!(f, "bad TPM message for {command}: {reason}")
@@ -231,5 +234,58 @@ pub fn tpm_error(error: &ra_signer::Error) -> Option<&TpmError> {
     match error {
         ra_signer::Error::Backend { source, .. } => source.downcast_ref::<TpmError>(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(rc: u32) -> TpmError {
+        TpmError::Command {
+            command: "TPM2_Sign",
+            rc: ResponseCode(rc),
+        }
+    }
+
+    #[test]
+    fn class_of_each_kind() {
+        let not_found = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let cases = [
+            (command(0x902), ErrorClass::Transient),
+            (command(0x101), ErrorClass::Other),
+            (
+                TpmError::KeyFileIo {
+                    path: "k".into(),
+                    source: not_found,
+                },
+                ErrorClass::NotFound,
+            ),
+            (
+                TpmError::Lockout {
+                    command: "TPM2_Sign",
+                    rc: ResponseCode(0x921),
+                },
+                ErrorClass::Lockout,
+            ),
+            (
+                TpmError::UnsupportedKey { detail: "d".into() },
+                ErrorClass::Other,
+            ),
+        ];
+        for (error, class) in cases {
+            assert_eq!(error.class(), class, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn classify_reads_through_backend_error() {
+        let error: ra_signer::Error = TpmError::DeviceNotFound {
+            path: "/dev/tpmrm0".into(),
+        }
+        .into();
+        assert_eq!(classify(&error), Some(ErrorClass::NotFound));
+        let other = ra_signer::Error::UnsupportedKey("x".into());
+        assert_eq!(classify(&other), None);
     }
 }

@@ -2,7 +2,7 @@
 //! files (`-----BEGIN TSS2 PRIVATE KEY-----`, as tpm2-openssl and openssl_tpm2_engine
 //! write them).
 //!
-//! The file holds the ASN.1 structure
+//! The file contains the ASN.1 structure
 //!
 //! ```text
 //! TPMKey ::= SEQUENCE {
@@ -50,7 +50,7 @@ pub fn is_hierarchy(handle: u32) -> bool {
     matches!(handle, RH_OWNER | RH_NULL | RH_ENDORSEMENT)
 }
 
-/// Where a TPM key is.
+/// The location of a TPM key.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum KeySource {

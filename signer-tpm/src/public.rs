@@ -20,8 +20,8 @@ pub(crate) struct KeyProfile {
     pub kind: KeyKind,
     /// The TPM2_Sign scheme: `TPM_ALG_RSASSA` or `TPM_ALG_ECDSA`, always with SHA-256.
     pub scheme: TpmAlgId,
-    /// The public key as a certificate's subjectPublicKey holds it: a DER RSAPublicKey
-    /// for RSA, an uncompressed point for EC.
+    /// The public key in the encoding of a certificate's subjectPublicKey: a DER
+    /// RSAPublicKey for RSA, an uncompressed point for EC.
     pub public_key: Vec<u8>,
 }
 
@@ -66,10 +66,10 @@ fn algorithm_name(algorithm: TpmAlgId) -> String {
 /// `AWS4-X509-ECDSA-SHA256` signatures through TPM2_Sign, and returns its profile.
 ///
 /// A key whose public area fixes a scheme other than RSASSA or ECDSA with SHA-256 is
-/// rejected here: the TPM refuses to sign with a scheme other than the key's own
-/// (TPM_RC_SCHEME), and with the key's scheme the signature would not be the SHA-256
-/// one Roles Anywhere verifies. A key with scheme `TPM_ALG_NULL` is signed with
-/// RSASSA or ECDSA and SHA-256 passed in the command.
+/// rejected here. The TPM signs with no scheme but the key's own (else TPM_RC_SCHEME),
+/// and the key's own scheme would not give the SHA-256 signature Roles Anywhere
+/// verifies. A key with scheme `TPM_ALG_NULL` is signed with RSASSA or ECDSA and
+/// SHA-256, passed in the command.
 pub(crate) fn profile(public: &TpmtPublic) -> Result<KeyProfile, TpmError> {
     let attributes = public.object_attributes;
     if !attributes.contains(TpmaObject::SIGN_ENCRYPT) {

@@ -78,10 +78,10 @@ impl TpmAuth {
 
 /// A TPM 2.0 key bound to an X.509 certificate.
 ///
-/// Each [`Signer::sign`] call opens a connection, loads the key if it comes from a file
-/// (recreating the storage primary key first when its parent is a hierarchy), signs the
-/// SHA-256 digest of the message, flushes every transient object it loaded, and closes
-/// the connection. Calls on one signer are serialized.
+/// Each [`Signer::sign`] call opens a connection and, for a key file, loads the key
+/// (after recreating the storage primary key when the parent is a hierarchy). It then
+/// signs the SHA-256 digest of the message, flushes every transient object it loaded,
+/// and closes the connection. Calls on one signer are serialized.
 pub struct TpmSigner {
     connector: Box<dyn Connect>,
     key: KeySource,
@@ -129,7 +129,7 @@ impl TpmSigner {
     /// - one probe signature verifies with the certificate, which also proves the
     ///   passwords and, for a key file, that the blob loads on this TPM.
     ///
-    /// `chain` holds the intermediate certificates, DER, issuer of the leaf first.
+    /// `chain` contains the intermediate certificates, DER, the issuer of the leaf first.
     pub fn new(
         connector: Box<dyn Connect>,
         key: KeySource,
@@ -350,10 +350,10 @@ fn hierarchy_name(handle: u32) -> String {
     format!("the {name} hierarchy 0x{handle:08X} (hierarchy password)")
 }
 
-/// Returns the template of the ECC P-256 storage primary key that tpm2-openssl and
-/// openssl_tpm2_engine create under a hierarchy as the parent of their key files: the
-/// SRK template of the TCG "TPM 2.0 Provisioning Guidance" (restricted decryption key,
-/// AES-128-CFB, scheme and KDF null, NIST P-256) with an empty unique field.
+/// Returns the template of the ECC P-256 storage primary key that tpm2-openssl creates
+/// under a hierarchy as the parent of its key files. It is a restricted decryption key
+/// with AES-128-CFB, null scheme and KDF, NIST P-256 and an empty unique field; the
+/// key-file tests check it against keys made by tpm2-openssl 1.1.
 ///
 /// The TPM derives a primary key from the hierarchy seed and this exact template, so any
 /// difference yields another key and TPM2_Load fails with TPM_RC_INTEGRITY.

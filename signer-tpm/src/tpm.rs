@@ -35,10 +35,9 @@ const PT_LOCKOUT_COUNTER: u32 = 0x20E;
 /// TPM_RC_TESTING: seven retries over about 2.5 seconds in total.
 ///
 /// These warnings mean the TPM did not run the command, so resending is safe even with
-/// an authorization. The TCG reference implementation (and so swtpm) returns
-/// TPM_RC_RETRY for the first failed authorization of a dictionary-attack protected
-/// object after startup, without counting the failure; the resent command then fails
-/// with TPM_RC_AUTH_FAIL.
+/// an authorization. swtpm 0.7.1 returns TPM_RC_RETRY for the first failed
+/// authorization of a dictionary-attack protected object after startup, without
+/// counting the failure. The resent command then fails with TPM_RC_AUTH_FAIL.
 const RETRY_DELAYS_MS: [u64; 7] = [20, 40, 80, 160, 320, 640, 1280];
 
 /// A failed command before it is mapped to a [`TpmError`] variant by its caller.
@@ -294,7 +293,7 @@ impl Tpm {
         Ok(response.signature)
     }
 
-    /// Flushes a transient object now and forgets it.
+    /// Flushes a transient object now and removes it from the flush-on-drop list.
     pub(crate) fn flush(&mut self, handle: u32) -> Result<(), Failure> {
         self.transients.retain(|&h| h != handle);
         let body = TpmFlushContextCommand {

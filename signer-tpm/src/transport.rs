@@ -53,8 +53,8 @@ impl<S: Read + Write> RawStream<S> {
     }
 
     /// Wraps a TPM character device. Linux returns the whole response to the first
-    /// read, and older kernels drop whatever that read did not take, so the first read
-    /// asks for the largest possible response.
+    /// read, and some kernel versions discard the part a short first read left, so the
+    /// first read requests the largest possible response.
     pub fn device(file: S) -> Self {
         RawStream {
             stream: file,
@@ -121,7 +121,7 @@ fn eof(received: usize) -> io::Error {
 
 /// `TPM_SEND_COMMAND` of the Microsoft TPM 2.0 simulator protocol.
 const MSSIM_SEND_COMMAND: u32 = 8;
-/// `TPM_SESSION_END`: tells the simulator the client is closing the connection.
+/// `TPM_SESSION_END`, sent by a client before it closes the connection.
 const MSSIM_SESSION_END: u32 = 20;
 
 /// The Microsoft TPM 2.0 simulator framing on a TCP stream, which swtpm also accepts.

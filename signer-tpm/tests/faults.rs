@@ -24,9 +24,8 @@ const RC_AUTH_FAIL_SESSION_1: u32 = 0x98E;
 /// Asserts that the TPM checked the key password of TPM2_Sign exactly once.
 ///
 /// The first authorization failure on a dictionary-attack protected object after TPM
-/// startup makes the TPM record that the lockout logic is in use and return
-/// TPM_RC_RETRY without counting the failure (seen with swtpm 0.7.1, which runs the
-/// TCG reference implementation); the resent command then fails with TPM_RC_AUTH_FAIL.
+/// startup makes the TPM return TPM_RC_RETRY without counting the failure, as swtpm
+/// 0.7.1 does. The resent command then fails with TPM_RC_AUTH_FAIL.
 fn assert_password_checked_once(counting: &Counting) {
     let sign = counting.response_codes(common::CC_SIGN);
     let (failures, others): (Vec<u32>, Vec<u32>) =
@@ -411,9 +410,10 @@ fn other_certificate_is_a_mismatch_without_signing() {
     assert_eq!(counting.count(common::CC_SIGN), 0);
 }
 
-/// A connector whose transport answers the first `busy` TPM2_Sign commands with
-/// `warning` itself, without sending them, and forwards everything else. A real TPM
-/// returns TPM_RC_RETRY and its kin only under load, so the warnings are injected.
+/// A connector whose transport returns `warning` itself for the first `busy` TPM2_Sign
+/// commands, without sending them, and forwards everything else. A TPM returns
+/// TPM_RC_YIELDED and TPM_RC_TESTING only under load or during self tests, so the test
+/// injects the warnings.
 #[derive(Debug, Clone)]
 struct Busy {
     inner: TpmAddress,

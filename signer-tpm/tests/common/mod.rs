@@ -120,7 +120,7 @@ impl Swtpm {
         self.dir.path().join("tpm.sock")
     }
 
-    /// The TCTI string for tpm2-tools and tpm2-openssl.
+    /// Returns the TCTI string for tpm2-tools and tpm2-openssl.
     pub fn tcti(&self) -> String {
         match self.listen {
             Listen::Tcp => format!("swtpm:host=127.0.0.1,port={}", self.port),
@@ -128,7 +128,7 @@ impl Swtpm {
         }
     }
 
-    /// The address string for this crate: the same TCTI string.
+    /// Returns the `--tpm-device` string for this crate, the same as the TCTI string.
     pub fn device(&self) -> String {
         self.tcti()
     }
