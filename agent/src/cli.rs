@@ -17,6 +17,10 @@ pub enum Command {
     SignString,
     /// Print facts about the certificate.
     ReadCertificateData,
+    /// Print what the running daemon last did.
+    Status,
+    /// Refresh in the background and serve credentials to local SDKs.
+    Serve,
     /// Print the version.
     Version,
     /// Print usage.
@@ -54,6 +58,49 @@ pub struct Options {
     pub once: bool,
     pub json_file: Option<PathBuf>,
     pub format: SignFormat,
+    pub refresh_margin: Option<String>,
+    pub cert_warning_days: Option<u32>,
+    pub status_file: Option<PathBuf>,
+    pub json: bool,
+    pub mode: Option<String>,
+    pub group: Option<String>,
+    pub cache_file: Option<PathBuf>,
+    pub request_timeout: Option<u64>,
+    pub outputs: Vec<ConfigOutput>,
+    pub port: u16,
+    pub bind: Option<String>,
+    pub hop_limit: u8,
+    pub ecs_token_file: Option<PathBuf>,
+    pub tpm_device: Option<String>,
+    pub tpm_key_password: Option<Secret>,
+    pub tpm_key_password_file: Option<PathBuf>,
+    pub no_tpm_key_password: bool,
+    pub tpm_parent_password_file: Option<PathBuf>,
+    pub tpm_hierarchy_password_file: Option<PathBuf>,
+}
+
+/// A secret from the command line or configuration, zeroized on drop and redacted from
+/// `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One output file named in the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigOutput {
+    /// `credentials` (shared-credentials file) or `json` (`credential_process` JSON).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: PathBuf,
+    pub profile: Option<String>,
+    pub mode: Option<String>,
+    pub group: Option<String>,
 }
 
 impl Default for Options {
@@ -79,6 +126,25 @@ impl Default for Options {
             once: false,
             json_file: None,
             format: SignFormat::Text,
+            refresh_margin: None,
+            cert_warning_days: None,
+            status_file: None,
+            json: false,
+            mode: None,
+            group: None,
+            cache_file: None,
+            request_timeout: None,
+            outputs: Vec::new(),
+            port: 9911,
+            bind: None,
+            hop_limit: 1,
+            ecs_token_file: None,
+            tpm_device: None,
+            tpm_key_password: None,
+            tpm_key_password_file: None,
+            no_tpm_key_password: false,
+            tpm_parent_password_file: None,
+            tpm_hierarchy_password_file: None,
         }
     }
 }
@@ -94,6 +160,9 @@ Commands:
   update                 write the shared credentials file and keep it fresh
   sign-string            sign standard input and print the signature
   read-certificate-data  print facts about the certificate
+  serve                  refresh in the background and serve credentials to local SDKs
+                         (IMDSv2 and ECS container-credentials compatible)
+  status                 print what the running agent last did (never touches the key)
   version                print the version
 
 Identity:
@@ -120,10 +189,42 @@ PKCS#11:
   The PIN comes from the URI's pin-source=FILE (or pin-value) or the environment
   variable RA_AGENT_PKCS11_PIN; it is never prompted for.
 
-update:
+TPM 2.0:
+  --tpm-device ADDRESS        /dev/tpmrm0 (default; also TPM_DEVICE), /dev/tpm0,
+                              unix:/PATH, swtpm:host=H,port=P, mssim:host=H,port=P
+  --private-key handle:0x81000101 or a TSS2 PRIVATE KEY file selects the TPM
+  --tpm-key-password-file F   key password from a file (or RA_AGENT_TPM_KEY_PASSWORD)
+  --tpm-key-password PASS     key password on the command line (visible in ps; avoid)
+  --no-tpm-key-password       the key has no password
+  --tpm-parent-password-file F     password of the persistent parent key
+  --tpm-hierarchy-password-file F  password of the owner/endorsement hierarchy
+
+update and serve:
+  --config FILE               JSON configuration; command-line flags override it
   --profile NAME              profile in the credentials file (default \"default\")
   --once                      write once and exit instead of refreshing before expiry
   --json-file FILE            also write credential_process JSON to FILE
+  --mode OCTAL                mode of written files (default 0600; never world bits)
+  --group NAME|GID            group of written files, for example the apps' group
+  --refresh-margin S|P%       refresh this long before expiry (default: the larger of
+                              300 seconds and 10% of the session)
+  --cert-warning-days DAYS    warn this long before the certificate expires (default 30)
+  --status-file FILE          where the daemon records its state (default: beside the
+                              credentials file, or RA_AGENT_STATUS_FILE)
+  --request-timeout SECONDS   limit for one CreateSession request (default 30)
+
+serve:
+  --port PORT                 port on 127.0.0.1 (default 9911)
+  --bind ADDR:PORT            address to listen on instead, IPv6 in brackets
+  --hop-limit N               IP TTL of responses (default 1: they cannot leave the host)
+  --ecs-token-file FILE       enable the ECS endpoint; its token is written here (0600)
+
+credential-process:
+  --cache-file FILE           answer from this JSON file (a running `update --json-file`
+                              keeps it fresh) while it is valid; sign only when it is not
+
+status:
+  --json                      print the status as JSON
 
 sign-string:
   --format text|json|bin      output format (default text: lowercase hex)
@@ -133,12 +234,17 @@ sign-string:
   -h, --help                  print this help
 ";
 
-/// Parses the arguments after the program name.
+/// Parses the arguments after the program name. A `--config FILE` is read first, so
+/// that flags given on the command line override it.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, Error> {
     use lexopt::prelude::*;
 
-    let mut parser = lexopt::Parser::from_args(args);
+    let args: Vec<OsString> = args.into_iter().collect();
     let mut options = Options::default();
+    if let Some(config) = config_path(&args) {
+        crate::config::apply(&config, &mut options)?;
+    }
+    let mut parser = lexopt::Parser::from_args(args);
     let mut command: Option<Command> = None;
     while let Some(arg) = parser.next().map_err(usage_error)? {
         match arg {
@@ -183,6 +289,45 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, Error>
             Long("profile") => options.profile = string(&mut parser, "profile")?,
             Long("once") => options.once = true,
             Long("json-file") => options.json_file = Some(path(&mut parser)?),
+            Long("config") => {
+                let _ = path(&mut parser)?; // read before parsing, see `parse`
+            }
+            Long("refresh-margin") => {
+                options.refresh_margin = Some(string(&mut parser, "refresh-margin")?)
+            }
+            Long("cert-warning-days") => {
+                options.cert_warning_days = Some(number(&mut parser, "cert-warning-days")?)
+            }
+            Long("status-file") => options.status_file = Some(path(&mut parser)?),
+            Long("json") => options.json = true,
+            Long("mode") => options.mode = Some(string(&mut parser, "mode")?),
+            Long("group") => options.group = Some(string(&mut parser, "group")?),
+            Long("cache-file") => options.cache_file = Some(path(&mut parser)?),
+            Long("request-timeout") => {
+                options.request_timeout = Some(number(&mut parser, "request-timeout")?)
+            }
+            Long("port") => options.port = number(&mut parser, "port")?,
+            Long("bind") => options.bind = Some(string(&mut parser, "bind")?),
+            Long("hop-limit") => options.hop_limit = number(&mut parser, "hop-limit")?,
+            Long("ecs-token-file") => options.ecs_token_file = Some(path(&mut parser)?),
+            Long("tpm-device") => options.tpm_device = Some(string(&mut parser, "tpm-device")?),
+            Long("tpm-key-password") => {
+                let password = string(&mut parser, "tpm-key-password")?;
+                log::warn!(
+                    "--tpm-key-password puts the password where every user can read it (ps); prefer --tpm-key-password-file"
+                );
+                options.tpm_key_password = Some(Secret(zeroize::Zeroizing::new(password)));
+            }
+            Long("tpm-key-password-file") => {
+                options.tpm_key_password_file = Some(path(&mut parser)?)
+            }
+            Long("no-tpm-key-password") => options.no_tpm_key_password = true,
+            Long("tpm-parent-password-file") => {
+                options.tpm_parent_password_file = Some(path(&mut parser)?)
+            }
+            Long("tpm-hierarchy-password-file") => {
+                options.tpm_hierarchy_password_file = Some(path(&mut parser)?)
+            }
             Long("format") => {
                 let text = string(&mut parser, "format")?;
                 options.format = match text.as_str() {
@@ -219,6 +364,21 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, Error>
     Ok(options)
 }
 
+/// Finds `--config FILE` or `--config=FILE` before full parsing.
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let text = arg.to_string_lossy();
+        if text == "--config" {
+            return iter.next().map(PathBuf::from);
+        }
+        if let Some(value) = text.strip_prefix("--config=") {
+            return Some(PathBuf::from(value));
+        }
+    }
+    None
+}
+
 fn parse_command(name: &str) -> Result<Command, Error> {
     Ok(match name {
         "credential-process" => Command::CredentialProcess,
@@ -226,6 +386,8 @@ fn parse_command(name: &str) -> Result<Command, Error> {
         "sign-string" => Command::SignString,
         "read-certificate-data" => Command::ReadCertificateData,
         "version" => Command::Version,
+        "status" => Command::Status,
+        "serve" => Command::Serve,
         "help" => Command::Help,
         _ => {
             return Err(Error::Usage(format!(
@@ -251,6 +413,15 @@ fn string(parser: &mut lexopt::Parser, option: &str) -> Result<String, Error> {
         )));
     }
     Ok(text)
+}
+
+fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, option: &str) -> Result<T, Error> {
+    let text = string(parser, option)?;
+    text.parse().map_err(|_| {
+        Error::Usage(format!(
+            "invalid --{option} {text:?}: expected a whole number"
+        ))
+    })
 }
 
 fn path(parser: &mut lexopt::Parser) -> Result<PathBuf, Error> {

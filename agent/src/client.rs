@@ -53,7 +53,12 @@ impl Client {
         let http = http::agent(&HttpOptions {
             ca_bundle,
             no_verify: options.no_verify_ssl,
-            timeout: Some(REQUEST_TIMEOUT),
+            timeout: Some(
+                options
+                    .request_timeout
+                    .map(Duration::from_secs)
+                    .unwrap_or(REQUEST_TIMEOUT),
+            ),
         })?;
         let loaded = signers::open(options)?;
         Ok(Client {

@@ -1,33 +1,59 @@
 //! The subcommands, called by `main` after parsing.
 
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::atomic::{self, FileMode};
+use crate::atomic::FileMode;
 use crate::cli::{Options, SignFormat};
 use crate::client::Client;
-use crate::credentials::{Credentials, format_expiration};
+use crate::credentials::{format_expiration, parse_expiration};
+use crate::daemon::Refresher;
+use crate::daemon::clock::Clock;
+use crate::daemon::notify::Notifier;
+use crate::daemon::policy::{Margin, Settings};
+use crate::daemon::status::{self, Status};
 use crate::error::Error;
-use crate::shared_file;
+use crate::outputs::{Format, Output};
 use crate::signers;
 
-/// Refresh when less than this share of the session lifetime is left, and no later than
-/// `MIN_MARGIN` before expiry.
-const MARGIN_PERCENT: i64 = 10;
-const MIN_MARGIN: i64 = 5 * 60;
-/// Wait after a failed refresh in the `update` loop.
-const FAILURE_WAIT: Duration = Duration::from_secs(60);
-
-/// `credential-process`: print one JSON object on stdout.
+/// `credential-process`: print one JSON object on stdout. With `--cache-file`, answer
+/// from that file while its credentials have more than the refresh margin left.
 pub fn credential_process(options: &Options) -> Result<(), Error> {
+    if let Some(path) = &options.cache_file {
+        if let Some(json) = cached_json(path, OffsetDateTime::now_utc()) {
+            log::debug!("answering from {}", path.display());
+            return print_stdout(&json);
+        }
+        log::debug!(
+            "{} is missing or stale; signing a new request",
+            path.display()
+        );
+    }
     let client = Client::from_options(options)?;
     let credentials = client.fetch()?;
-    let json = credentials.process_json();
+    print_stdout(&credentials.process_json())
+}
+
+/// Returns the cached `credential_process` JSON in `path` if it is complete and has more
+/// than five minutes left at `now`.
+pub fn cached_json(path: &Path, now: OffsetDateTime) -> Option<Zeroizing<String>> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).ok()?);
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let complete = value["Version"] == 1
+        && ["AccessKeyId", "SecretAccessKey", "SessionToken"]
+            .iter()
+            .all(|k| value[*k].as_str().is_some_and(|v| !v.is_empty()));
+    let expiration = parse_expiration(value["Expiration"].as_str()?).ok()?;
+    let fresh = (expiration - now).whole_seconds() > 300;
+    (complete && fresh).then(|| Zeroizing::new(text.trim_end().to_owned()))
+}
+
+fn print_stdout(json: &str) -> Result<(), Error> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(json.as_bytes())
@@ -39,88 +65,134 @@ pub fn credential_process(options: &Options) -> Result<(), Error> {
         })
 }
 
-/// `update`: write the shared-credentials file (and the JSON file), then, unless `--once`,
-/// refresh before expiry forever.
-pub fn update(options: &Options) -> Result<(), Error> {
-    let client = Client::from_options(options)?;
-    let target = credentials_path()?;
-    loop {
-        let credentials = match client.fetch() {
-            Ok(c) => c,
-            Err(e) if options.once => return Err(e),
-            Err(e) if matches!(e, Error::Usage(_)) => return Err(e),
-            Err(e) => {
-                log::error!(
-                    "refresh failed: {}; the credentials file is unchanged; next try in {}s",
-                    crate::error::report(&e),
-                    FAILURE_WAIT.as_secs()
-                );
-                std::thread::sleep(FAILURE_WAIT);
-                continue;
-            }
-        };
-        write_outputs(
-            &target,
-            &options.profile,
-            options.json_file.as_ref(),
-            &credentials,
-        )?;
-        log::info!(
-            "wrote profile {} to {}, expiring {}",
-            options.profile,
-            target.display(),
-            format_expiration(credentials.expiration)
-        );
-        if options.once {
-            return Ok(());
+/// `update`: write every output once (`--once`), or keep them fresh until stopped.
+pub fn update(options: &Options, clock: &dyn Clock) -> Result<(), Error> {
+    let outputs = outputs(options, true)?;
+    if options.once {
+        let client = Client::from_options(options)?;
+        let credentials = client.fetch()?;
+        crate::outputs::write_all(&outputs, &credentials)?;
+        for output in &outputs {
+            log::info!(
+                "wrote {}, expiring {}",
+                output.path.display(),
+                format_expiration(credentials.expiration)
+            );
         }
-        let wait = refresh_wait(
-            &credentials,
-            client.request.duration_seconds,
-            OffsetDateTime::now_utc(),
-        );
-        log::info!("next refresh in {}s", wait.as_secs());
-        std::thread::sleep(wait);
+        return Ok(());
     }
+    let mut refresher = refresher(options, outputs)?;
+    refresher.run(clock)
 }
 
-/// Returns how long to wait before refreshing `credentials`.
-pub fn refresh_wait(credentials: &Credentials, duration: u32, now: OffsetDateTime) -> Duration {
-    let margin = (i64::from(duration) * MARGIN_PERCENT / 100).max(MIN_MARGIN);
-    let wait = credentials.seconds_left(now) - margin;
-    // Never a busy loop, even when the service returns an expiration in the past.
-    Duration::from_secs(wait.max(60) as u64)
+/// Builds the refresh loop for `update` and `serve`.
+pub fn refresher(options: &Options, outputs: Vec<Output>) -> Result<Refresher<'_>, Error> {
+    let mut settings = Settings::default();
+    if let Some(margin) = &options.refresh_margin {
+        settings.margin = Margin::parse(margin)?;
+    }
+    if let Some(days) = options.cert_warning_days {
+        settings.cert_warning = Duration::from_secs(u64::from(days) * 86400);
+    }
+    // Fail at start for what cannot work, before the loop turns errors into retries.
+    drop(Client::from_options(options)?);
+    let status_file = match (&options.status_file, outputs.first()) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(first)) => Some(status::default_path(&first.path)),
+        (None, None) => None,
+    };
+    let mut refresher = Refresher::new(
+        settings,
+        Box::new(move || Client::from_options(options)),
+        outputs,
+    )
+    .with_notifier(Notifier::from_env());
+    if let Some(path) = status_file {
+        refresher = refresher.with_status_file(path);
+    }
+    Ok(refresher)
 }
 
-/// Writes the shared-credentials file and, when asked, the JSON file, each atomically.
-pub fn write_outputs(
-    target: &std::path::Path,
-    profile: &str,
-    json_file: Option<&PathBuf>,
-    credentials: &Credentials,
-) -> Result<(), Error> {
-    let existing = match std::fs::read(target) {
-        Ok(bytes) => Zeroizing::new(String::from_utf8(bytes).map_err(|_| {
-            Error::Usage(format!(
-                "{} is not UTF-8 text; fix or move it, it is left unchanged",
-                target.display()
-            ))
-        })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Zeroizing::new(String::new()),
-        Err(source) => {
-            return Err(Error::Output {
-                path: target.display().to_string(),
-                source,
-            });
+/// Returns the outputs the options name: the configuration file's list, then
+/// `--json-file`; `with_default` adds the shared-credentials file when nothing else is
+/// named (as `update` does).
+pub fn outputs(options: &Options, with_default: bool) -> Result<Vec<Output>, Error> {
+    let cli_access = access(options.mode.as_deref(), options.group.as_deref())?;
+    let mut outputs = Vec::new();
+    for configured in &options.outputs {
+        let format = match configured.kind.as_str() {
+            "json" => Format::ProcessJson,
+            _ => Format::SharedCredentials {
+                profile: configured
+                    .profile
+                    .clone()
+                    .unwrap_or_else(|| options.profile.clone()),
+            },
+        };
+        outputs.push(Output {
+            path: configured.path.clone(),
+            format,
+            access: access(
+                configured.mode.as_deref().or(options.mode.as_deref()),
+                configured.group.as_deref().or(options.group.as_deref()),
+            )?,
+        });
+    }
+    let has_credentials_file = outputs
+        .iter()
+        .any(|o| matches!(o.format, Format::SharedCredentials { .. }));
+    if with_default && !has_credentials_file && options.outputs.is_empty() {
+        outputs.insert(
+            0,
+            Output {
+                path: credentials_path()?,
+                format: Format::SharedCredentials {
+                    profile: options.profile.clone(),
+                },
+                access: cli_access,
+            },
+        );
+    }
+    if let Some(path) = &options.json_file {
+        outputs.push(Output {
+            path: path.clone(),
+            format: Format::ProcessJson,
+            access: cli_access,
+        });
+    }
+    Ok(outputs)
+}
+
+fn access(mode: Option<&str>, group: Option<&str>) -> Result<FileMode, Error> {
+    Ok(FileMode {
+        mode: mode
+            .map(crate::outputs::parse_mode)
+            .transpose()?
+            .unwrap_or(0o600),
+        group: group.map(crate::outputs::resolve_group).transpose()?,
+    })
+}
+
+/// `status`: print what the daemon wrote, for people or as JSON.
+pub fn status(options: &Options) -> Result<(), Error> {
+    let path = match &options.status_file {
+        Some(path) => path.clone(),
+        None => {
+            let first = outputs(options, true)?;
+            let first = first.first().map(|o| o.path.clone()).unwrap_or_default();
+            status::default_path(&first)
         }
     };
-    let merged = Zeroizing::new(shared_file::merge(&existing, profile, credentials));
-    if let Some(path) = json_file {
-        let mut json = credentials.process_json();
-        json.push('\n');
-        atomic::write(path, json.as_bytes(), FileMode::default())?;
+    let status = Status::read(&path)?;
+    if options.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        );
+    } else {
+        print!("{}", status.human());
     }
-    atomic::write(target, merged.as_bytes(), FileMode::default())
+    Ok(())
 }
 
 /// Returns `AWS_SHARED_CREDENTIALS_FILE`, or `~/.aws/credentials`.
@@ -195,4 +267,10 @@ pub fn read_certificate_data(options: &Options) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(&data).unwrap_or_default();
     println!("{text}");
     Ok(())
+}
+
+/// `serve`: keep credentials fresh (and any outputs written) and answer local SDKs.
+pub fn serve(options: &Options, clock: &dyn Clock) -> Result<(), Error> {
+    let _ = (options, clock);
+    Err(Error::Usage("serve is not available yet".into()))
 }

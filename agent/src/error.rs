@@ -34,6 +34,8 @@ pub enum Error {
         status: u16,
         error_type: String,
         message: String,
+        /// The response `Date` header, used to measure clock skew.
+        date: Option<String>,
     },
     /// The request did not complete, or the service failed in a way worth retrying.
     Transient {
@@ -90,6 +92,7 @@ impl fmt::Display for Error {
                 status,
                 error_type,
                 message,
+                ..
             } => write!(
                 f,
                 "the service rejected the request: HTTP {status} {error_type}: {message}"

@@ -12,12 +12,16 @@ pub mod atomic;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod config;
 pub mod credentials;
+pub mod daemon;
 pub mod error;
 pub mod http;
 pub mod logger;
+pub mod outputs;
 #[cfg(feature = "pkcs11")]
 mod pkcs11;
+pub mod serve;
 pub mod session;
 pub mod shared_file;
 pub mod signers;

@@ -56,11 +56,9 @@ pub fn open(options: &Options) -> Result<Box<dyn Signer>, Error> {
         .into_iter()
         .flatten()
         .any(|u| u.contains("pin-value=") || u.contains("pin-source="));
-    if !uri_has_pin {
-        if let Some(pin) = std::env::var_os(PIN_VARIABLE) {
-            let pin = Zeroizing::new(pin.to_string_lossy().into_owned());
-            config = config.with_pin(pin);
-        }
+    if !uri_has_pin && let Some(pin) = std::env::var_os(PIN_VARIABLE) {
+        let pin = Zeroizing::new(pin.to_string_lossy().into_owned());
+        config = config.with_pin(pin);
     }
     config = config.with_reuse_pin(options.reuse_pin);
 

@@ -249,7 +249,12 @@ pub fn send(
         let credentials = parse_success(&body)?;
         return Ok(SessionResponse { credentials, date });
     }
-    Err(parse_failure(status, error_type_header.as_deref(), &body))
+    Err(parse_failure(
+        status,
+        error_type_header.as_deref(),
+        date,
+        &body,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -307,7 +312,12 @@ struct ErrorBody {
     code: Option<String>,
 }
 
-fn parse_failure(status: u16, error_type_header: Option<&str>, body: &str) -> Error {
+fn parse_failure(
+    status: u16,
+    error_type_header: Option<&str>,
+    date: Option<String>,
+    body: &str,
+) -> Error {
     let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
     let raw_type = error_type_header
         .map(str::to_owned)
@@ -331,6 +341,7 @@ fn parse_failure(status: u16, error_type_header: Option<&str>, body: &str) -> Er
         status,
         error_type,
         message,
+        date,
     }
 }
 
@@ -367,6 +378,7 @@ mod tests {
         let e = parse_failure(
             403,
             Some("AccessDeniedException:http://internal.amazon.com/coral/"),
+            None,
             r#"{"message":"Untrusted signing certificate"}"#,
         );
         assert_eq!(
@@ -376,14 +388,15 @@ mod tests {
         let e = parse_failure(
             400,
             None,
+            None,
             r#"{"__type":"x#ValidationException","Message":"bad"}"#,
         );
         assert!(
             e.to_string().contains("400 ValidationException: bad"),
             "{e}"
         );
-        assert!(parse_failure(503, None, "").is_transient());
-        assert!(parse_failure(429, None, "{}").is_transient());
+        assert!(parse_failure(503, None, None, "").is_transient());
+        assert!(parse_failure(429, None, None, "{}").is_transient());
     }
 
     #[test]
