@@ -4,7 +4,7 @@
 //! here so tests can drive it.
 //!
 //! Features: `file-key` (default) signs with PEM keys on disk; `pkcs11` (default) signs
-//! with keys in a PKCS#11 token.
+//! with keys in a PKCS#11 token; `tpm` (default) signs with TPM 2.0 keys in pure Rust.
 #![forbid(unsafe_code)]
 
 pub mod arn;
@@ -27,3 +27,5 @@ pub mod shared_file;
 pub mod signers;
 pub mod sigv4;
 pub mod store;
+#[cfg(feature = "tpm")]
+mod tpm;

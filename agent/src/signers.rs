@@ -16,13 +16,15 @@ pub struct Loaded {
 }
 
 /// Opens the backend the options name: a `pkcs11:` URI selects the PKCS#11 token,
-/// anything else is a file.
+/// `handle:...` or a TSS2 key file the TPM, anything else is a file key.
 pub fn open(options: &Options) -> Result<Loaded, Error> {
     let certificate = required(&options.certificate, "certificate")?;
     let is_pkcs11 = |v: &str| v.starts_with("pkcs11:");
     let signer: Box<dyn Signer> =
         if is_pkcs11(certificate) || options.private_key.as_deref().is_some_and(is_pkcs11) {
             open_pkcs11(options)?
+        } else if is_tpm_key(options) {
+            open_tpm(options)?
         } else {
             open_file(options, certificate)?
         };
@@ -85,6 +87,36 @@ fn open_file(_options: &Options, certificate: &str) -> Result<Box<dyn Signer>, E
         "{certificate} is a file, but this build has no file-key signer; \
          rebuild with --features file-key or use a pkcs11: URI"
     )))
+}
+
+#[cfg(feature = "tpm")]
+fn is_tpm_key(options: &Options) -> bool {
+    options
+        .private_key
+        .as_deref()
+        .is_some_and(crate::tpm::is_tpm_key)
+}
+
+#[cfg(not(feature = "tpm"))]
+fn is_tpm_key(options: &Options) -> bool {
+    options
+        .private_key
+        .as_deref()
+        .is_some_and(|key| key.starts_with("handle:"))
+}
+
+#[cfg(feature = "tpm")]
+fn open_tpm(options: &Options) -> Result<Box<dyn Signer>, Error> {
+    crate::tpm::open(options)
+}
+
+#[cfg(not(feature = "tpm"))]
+fn open_tpm(_options: &Options) -> Result<Box<dyn Signer>, Error> {
+    Err(Error::Usage(
+        "a TPM key (handle:...) was given, but this build has no TPM support; \
+         rebuild with --features tpm"
+            .into(),
+    ))
 }
 
 #[cfg(feature = "pkcs11")]
