@@ -301,6 +301,28 @@ fn classify(error: Error) -> Failure {
     }
 }
 
+/// Returns whether a signer failure may clear by itself (token busy, unplugged, session
+/// lost). A rejected PIN or TPM password is not: retrying it soon only brings the token or
+/// TPM closer to lockout, so it takes the long backoff.
 fn signer_is_transient(error: &ra_signer::Error) -> bool {
-    matches!(error, ra_signer::Error::Backend { .. })
+    if !matches!(error, ra_signer::Error::Backend { .. }) {
+        return false;
+    }
+    #[cfg(feature = "pkcs11")]
+    if let Some(token_error) =
+        std::error::Error::source(error).and_then(|s| s.downcast_ref::<ra_signer_pkcs11::Error>())
+    {
+        return !matches!(
+            token_error.kind(),
+            ra_signer_pkcs11::ErrorKind::Pin | ra_signer_pkcs11::ErrorKind::Config
+        );
+    }
+    #[cfg(feature = "tpm")]
+    if let Some(class) = ra_signer_tpm::classify(error) {
+        return !matches!(
+            class,
+            ra_signer_tpm::ErrorClass::AuthFailure | ra_signer_tpm::ErrorClass::Lockout
+        );
+    }
+    true
 }

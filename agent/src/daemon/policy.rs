@@ -49,12 +49,15 @@ impl Margin {
     }
 }
 
-/// Exponential backoff with full jitter: attempt `n` waits a random time up to
-/// `min(cap, base * 2^(n-1))`, never less than the loop's minimum interval.
+/// Exponential backoff: retry `n` waits a random time up to `min(cap, base * 2^(n-1))`,
+/// never less than the loop's minimum interval.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     pub base: Duration,
     pub cap: Duration,
+    /// Full jitter draws from the whole range; without it the wait is at least half the
+    /// ceiling, so a rejected request is not retried soon by chance.
+    pub full_jitter: bool,
 }
 
 impl Backoff {
@@ -89,10 +92,12 @@ impl Default for Settings {
             transient: Backoff {
                 base: Duration::from_secs(5),
                 cap: Duration::from_secs(300),
+                full_jitter: true,
             },
             rejected: Backoff {
                 base: Duration::from_secs(300),
                 cap: Duration::from_secs(3600),
+                full_jitter: false,
             },
             cert_warning: Duration::from_secs(30 * 24 * 3600),
         }
@@ -142,9 +147,13 @@ impl Settings {
 
     /// Returns the wait after failure number `failures` of the given kind.
     pub fn after_failure(&self, backoff: Backoff, failures: u32, jitter: &mut Jitter) -> Duration {
-        jitter
-            .up_to(backoff.ceiling(failures))
-            .max(self.min_interval)
+        let ceiling = backoff.ceiling(failures);
+        let wait = if backoff.full_jitter {
+            jitter.up_to(ceiling)
+        } else {
+            ceiling / 2 + jitter.up_to(ceiling / 2)
+        };
+        wait.max(self.min_interval)
     }
 }
 
@@ -197,6 +206,16 @@ mod tests {
         for n in 1..40 {
             let wait = settings.after_failure(b, n, &mut jitter);
             assert!(wait >= settings.min_interval && wait <= Duration::from_secs(300));
+        }
+        let rejected = settings.rejected;
+        for n in 1..10 {
+            let wait = settings.after_failure(rejected, n, &mut jitter);
+            assert!(
+                wait >= rejected.ceiling(n) / 2,
+                "{n}: {wait:?} {:?}",
+                rejected.ceiling(n)
+            );
+            assert!(wait <= Duration::from_secs(3600));
         }
     }
 }
