@@ -2,6 +2,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -20,6 +21,7 @@ use crate::daemon::status::{self, Status};
 use crate::error::Error;
 use crate::outputs::{Format, Output};
 use crate::signers;
+use crate::store::CredentialStore;
 
 /// `credential-process`: print one JSON object on stdout. With `--cache-file`, answer
 /// from that file while its credentials have more than the refresh margin left.
@@ -269,8 +271,36 @@ pub fn read_certificate_data(options: &Options) -> Result<(), Error> {
     Ok(())
 }
 
-/// `serve`: keep credentials fresh (and any outputs written) and answer local SDKs.
+/// `serve`: keep credentials fresh (and any named outputs written) and answer local SDKs
+/// through the IMDSv2- and ECS-compatible endpoints until stopped.
 pub fn serve(options: &Options, clock: &dyn Clock) -> Result<(), Error> {
-    let _ = (options, clock);
-    Err(Error::Usage("serve is not available yet".into()))
+    let role_arn = crate::cli::required(&options.role_arn, "role-arn")?;
+    let mut settings = crate::serve::Settings::for_role(role_arn);
+    settings.bind = match &options.bind {
+        Some(text) => text.parse().map_err(|_| {
+            Error::Usage(format!(
+                "invalid --bind {text:?}: expected ADDRESS:PORT such as 127.0.0.1:9911 or [::1]:9911"
+            ))
+        })?,
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], options.port)),
+    };
+    settings.hop_limit = options.hop_limit;
+    if let Some(path) = &options.ecs_token_file {
+        let token = crate::serve::write_ecs_token_file(path).map_err(|source| Error::Output {
+            path: path.display().to_string(),
+            source,
+        })?;
+        settings.ecs_token = Some(token);
+    }
+
+    let store = Arc::new(CredentialStore::default());
+    let mut refresher =
+        refresher(options, outputs(options, false)?)?.with_store(Arc::clone(&store));
+    let bind = settings.bind;
+    let handle = crate::serve::start(settings, store)
+        .map_err(|e| Error::Usage(format!("cannot serve on {bind}: {e}")))?;
+    log::info!("serving credentials on http://{}", handle.local_addr());
+    let result = refresher.run(clock);
+    handle.stop();
+    result
 }
