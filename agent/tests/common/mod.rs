@@ -1,6 +1,6 @@
 //! Shared pieces of the end-to-end tests: a temporary directory, the verifying endpoint
 //! and a way to run the `ra-agent` binary against it.
-#![allow(dead_code, clippy::unwrap_used)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports, clippy::unwrap_used)] // each test binary uses a different subset
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
