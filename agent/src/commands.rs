@@ -23,12 +23,12 @@ use crate::outputs::{Format, Output};
 use crate::signers;
 use crate::store::CredentialStore;
 
-/// `credential-process`: print one JSON object on stdout. With `--cache-file`, answer
+/// `credential-process`: print one JSON object on stdout. With `--cache-file`, respond
 /// from that file while its credentials have more than the refresh margin left.
 pub fn credential_process(options: &Options) -> Result<(), Error> {
     if let Some(path) = &options.cache_file {
         if let Some(json) = cached_json(path, OffsetDateTime::now_utc()) {
-            log::debug!("answering from {}", path.display());
+            log::debug!("returning cached credentials from {}", path.display());
             return print_stdout(&json);
         }
         log::debug!(
@@ -271,7 +271,7 @@ pub fn read_certificate_data(options: &Options) -> Result<(), Error> {
     Ok(())
 }
 
-/// `serve`: keep credentials fresh (and any named outputs written) and answer local SDKs
+/// `serve`: keep credentials fresh (and any named outputs written) and serve them to local SDKs
 /// through the IMDSv2- and ECS-compatible endpoints until stopped.
 pub fn serve(options: &Options, clock: &dyn Clock) -> Result<(), Error> {
     let role_arn = crate::cli::required(&options.role_arn, "role-arn")?;

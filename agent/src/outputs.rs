@@ -1,4 +1,4 @@
-//! Where credentials go: the shared-credentials file and `credential_process` JSON files,
+//! Output files for credentials: the shared-credentials file and `credential_process` JSON files,
 //! each written atomically under an exclusive lock so two agents never interleave.
 
 use std::fs::{File, OpenOptions};

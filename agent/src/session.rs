@@ -17,7 +17,7 @@ pub const DURATION_RANGE: std::ops::RangeInclusive<u32> = 900..=43200;
 const CONTENT_TYPE: &str = "application/json";
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 
-/// What to ask the service for.
+/// A CreateSession request: the identity, the session length and an optional session name.
 #[derive(Debug, Clone)]
 pub struct SessionRequest {
     pub identity: Identity,
@@ -76,7 +76,7 @@ impl SessionRequest {
     }
 }
 
-/// Where requests go: the URL to connect to and the `Host` header value that is signed.
+/// The request target: the URL to connect to and the signed `Host` header value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub url: String,
@@ -196,7 +196,7 @@ pub fn amz_date(now: OffsetDateTime) -> String {
     )
 }
 
-/// The service's answer to one attempt.
+/// The service's response to one attempt.
 #[derive(Debug)]
 pub struct SessionResponse {
     pub credentials: Credentials,
@@ -204,7 +204,7 @@ pub struct SessionResponse {
     pub date: Option<String>,
 }
 
-/// Sends one signed request and reads the answer.
+/// Sends one signed request and reads the response.
 pub fn send(
     http: &ureq::Agent,
     endpoint: &Endpoint,

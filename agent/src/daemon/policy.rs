@@ -74,7 +74,7 @@ impl Backoff {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub margin: Margin,
-    /// No two attempts closer than this, whatever happens.
+    /// Minimum wait between scheduled attempts. A SIGHUP reload still refreshes at once.
     pub min_interval: Duration,
     /// Network failures, 5xx, throttling, token busy.
     pub transient: Backoff,
@@ -117,7 +117,7 @@ impl Jitter {
         Jitter::with_seed(u64::from_le_bytes(seed))
     }
 
-    /// A fixed sequence, for tests.
+    /// Creates a fixed sequence, for tests.
     pub fn with_seed(seed: u64) -> Jitter {
         Jitter(seed | 1)
     }
