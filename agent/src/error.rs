@@ -126,17 +126,59 @@ impl From<ra_signer::Error> for Error {
     }
 }
 
-/// Formats `error` and its chain of sources on one line, each cause once.
+/// Formats `error` and its chain of sources on one line, each cause once. A layer whose
+/// message the cause already contains (a bare "TPM" context, say) is dropped.
 pub fn report(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
         let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
+        if cause_text.contains(&text) {
+            text = cause_text;
+        } else if !text.contains(&cause_text) {
             text.push_str(": ");
             text.push_str(&cause_text);
         }
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn report_joins_causes_once() {
+        let chain = Layer(
+            "cannot read a.pem",
+            Some(Box::new(Layer("not found", None))),
+        );
+        assert_eq!(report(&chain), "cannot read a.pem: not found");
+        let chain = Layer(
+            "TPM",
+            Some(Box::new(Layer(
+                "TPM handle 0x81000999 does not exist",
+                None,
+            ))),
+        );
+        assert_eq!(report(&chain), "TPM handle 0x81000999 does not exist");
+        let chain = Layer("failed: boom", Some(Box::new(Layer("boom", None))));
+        assert_eq!(report(&chain), "failed: boom");
+    }
 }

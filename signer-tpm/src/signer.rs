@@ -258,7 +258,8 @@ impl Signer for TpmSigner {
         let digest = digest::digest(&digest::SHA256, message);
         self.sign_digest(digest.as_ref())
             .map_err(|error| ra_signer::Error::Backend {
-                context: format!("TPM signing with {} failed", self.key.describe()),
+                // The TPM error names the key and the command already.
+                context: "TPM signing failed".into(),
                 source: Box::new(error),
             })
     }
