@@ -1,6 +1,7 @@
 //! Checks of a key's TPM public area: can it sign what Roles Anywhere needs, with which
 //! TPM2_Sign scheme, and what public key does it hold.
 
+use ra_signer::der;
 use ra_signer::{Algorithm, KeyKind};
 use tpm2_protocol::data::{
     TpmAlgId, TpmEccCurve, TpmaObject, TpmtPublic, TpmuAsymScheme, TpmuPublicId, TpmuPublicParms,
@@ -169,38 +170,11 @@ fn check_scheme(
 
 /// Encodes an RSA public key as DER `RSAPublicKey ::= SEQUENCE { modulus, exponent }`.
 fn rsa_public_key_der(modulus: &[u8], exponent: u32) -> Vec<u8> {
-    let mut body = der_integer(modulus);
-    body.extend(der_integer(&exponent.to_be_bytes()));
-    let mut out = vec![0x30];
-    push_der_len(&mut out, body.len());
-    out.extend(body);
+    let mut body = der::unsigned_integer(modulus);
+    body.extend(der::unsigned_integer(&exponent.to_be_bytes()));
+    let mut out = Vec::with_capacity(body.len() + 4);
+    der::push_tlv(&mut out, 0x30, &body);
     out
-}
-
-fn der_integer(magnitude: &[u8]) -> Vec<u8> {
-    let start = magnitude
-        .iter()
-        .position(|&b| b != 0)
-        .unwrap_or(magnitude.len());
-    let magnitude = &magnitude[start..];
-    let pad = magnitude.first().is_none_or(|&b| b & 0x80 != 0);
-    let mut out = vec![0x02];
-    push_der_len(&mut out, magnitude.len() + usize::from(pad));
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(magnitude);
-    out
-}
-
-fn push_der_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend_from_slice(&[0x81, len as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
-    }
 }
 
 #[cfg(test)]

@@ -222,17 +222,11 @@ fn sec1_p256_to_pkcs8(sec1: &[u8]) -> Vec<u8> {
     let mut algorithm = vec![0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
     algorithm.extend_from_slice(OID_P256_DER);
     let mut body = Zeroizing::new(vec![0x02, 0x01, 0x00]);
-    push_tlv(&mut body, 0x30, &algorithm);
-    push_tlv(&mut body, 0x04, sec1);
+    crate::der::push_tlv(&mut body, 0x30, &algorithm);
+    crate::der::push_tlv(&mut body, 0x04, sec1);
     let mut out = Vec::with_capacity(body.len() + 4);
-    push_tlv(&mut out, 0x30, &body);
+    crate::der::push_tlv(&mut out, 0x30, &body);
     out
-}
-
-fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
-    out.push(tag);
-    crate::der_push_len(out, value.len());
-    out.extend_from_slice(value);
 }
 
 #[cfg(test)]

@@ -94,39 +94,43 @@ pub fn ecdsa_raw_to_der(raw: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let (r, s) = raw.split_at(raw.len() / 2);
-    let r = der_unsigned_integer(r);
-    let s = der_unsigned_integer(s);
-    let mut body = Vec::with_capacity(r.len() + s.len());
-    body.extend_from_slice(&r);
-    body.extend_from_slice(&s);
-    let mut out = vec![0x30];
-    der_push_len(&mut out, body.len());
-    out.extend_from_slice(&body);
+    let mut body = der::unsigned_integer(r);
+    body.extend_from_slice(&der::unsigned_integer(s));
+    let mut out = Vec::with_capacity(body.len() + 3);
+    der::push_tlv(&mut out, 0x30, &body);
     Some(out)
 }
 
-/// Encodes big-endian magnitude bytes as a DER INTEGER: leading zeros dropped, one zero
-/// byte added when the top bit is set so the value stays positive.
-fn der_unsigned_integer(bytes: &[u8]) -> Vec<u8> {
-    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-    let magnitude = &bytes[start..];
-    let mut out = vec![0x02];
-    let pad = magnitude.first().is_none_or(|&b| b & 0x80 != 0);
-    der_push_len(&mut out, magnitude.len() + usize::from(pad));
-    if pad {
-        out.push(0);
+/// Minimal DER writing helpers (X.690) for the few structures the signers build.
+pub mod der {
+    /// Encodes big-endian magnitude bytes as a DER INTEGER: leading zeros dropped, one
+    /// zero byte added when the top bit is set so the value stays positive.
+    pub fn unsigned_integer(bytes: &[u8]) -> Vec<u8> {
+        let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+        let magnitude = &bytes[start..];
+        let pad = magnitude.first().is_none_or(|&b| b & 0x80 != 0);
+        let mut value = Vec::with_capacity(magnitude.len() + 1);
+        if pad {
+            value.push(0);
+        }
+        value.extend_from_slice(magnitude);
+        let mut out = Vec::with_capacity(value.len() + 4);
+        push_tlv(&mut out, 0x02, &value);
+        out
     }
-    out.extend_from_slice(magnitude);
-    out
-}
 
-pub(crate) fn der_push_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend_from_slice(&[0x81, len as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
+    /// Appends a tag, a definite length (up to 65535 bytes) and the value.
+    pub fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
+        out.push(tag);
+        let len = value.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else if len < 0x100 {
+            out.extend_from_slice(&[0x81, len as u8]);
+        } else {
+            out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
+        }
+        out.extend_from_slice(value);
     }
 }
 
