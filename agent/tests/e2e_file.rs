@@ -433,3 +433,82 @@ fn sign_string_and_read_certificate_data_work_with_file_key() {
     let leaf = &ra_signer::read_certificates(&cert).unwrap()[0];
     assert!(ra_signer::verify_signature(leaf, b"hello", &signature));
 }
+
+/// A minimal HTTP CONNECT proxy on loopback that counts the tunnels it opened.
+fn start_connect_proxy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tunnels = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&tunnels);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let counter = std::sync::Arc::clone(&counter);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let target = request_line.split(' ').nth(1).unwrap().to_owned();
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    if header == "\r\n" || header.is_empty() {
+                        break;
+                    }
+                }
+                let upstream = TcpStream::connect(&target).unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut client_write = client.try_clone().unwrap();
+                client_write
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                let mut upstream_read = upstream.try_clone().unwrap();
+                let mut upstream_write = upstream;
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut upstream_read, &mut client_write);
+                });
+                let _ = std::io::copy(&mut reader, &mut upstream_write);
+            });
+        }
+    });
+    (port, tunnels)
+}
+
+#[test]
+fn https_proxy_and_no_proxy_are_honoured() {
+    use std::sync::atomic::Ordering;
+
+    let server = start_server();
+    let (proxy_port, tunnels) = start_connect_proxy();
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let dir = TempDir::new("proxy");
+    let list = with_command(
+        "credential-process",
+        file_key_args(
+            &server,
+            "rsa/leaf-fullchain.pem",
+            "rsa/leaf.key",
+            RSA_TRUST_ANCHOR_ARN,
+        ),
+    );
+
+    let output = run(&list, &dir.path("c"), &[("HTTPS_PROXY", proxy.as_str())]);
+    assert_process_json(&output, &server);
+    assert_eq!(
+        tunnels.load(Ordering::SeqCst),
+        1,
+        "the request did not use the proxy"
+    );
+
+    let output = run(
+        &list,
+        &dir.path("c"),
+        &[("HTTPS_PROXY", proxy.as_str()), ("NO_PROXY", "127.0.0.1")],
+    );
+    assert_process_json(&output, &server);
+    assert_eq!(tunnels.load(Ordering::SeqCst), 1, "NO_PROXY was ignored");
+}
