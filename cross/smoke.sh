@@ -8,7 +8,8 @@
 # cross/build.sh first with the same options and CARGO_TARGET_DIR. For every build:
 #   - `ra-agent version` prints the workspace version;
 #   - `credential-process` with the RSA and the EC P-256 test keys from PEM files returns
-#     credentials that the mock issued after verifying chain and signature;
+#     credentials that the mock issued after verifying chain and signature. The EC run
+#     names the endpoint `localhost`, so the libc resolver (static glibc too) is used;
 #   - the static builds reject a pkcs11: URI with exit status 2 and a message that names
 #     a dynamically linked build as the fix.
 # The two glibc builds also sign with keys in a SoftHSM2 token: the arm64 or armhf
@@ -123,7 +124,9 @@ agent() {
     timeout 300 "${qemu[@]}" "$(cross_binary "$build")" "$@" >"$work/out" 2>"$work/err"
 }
 
-service=(--profile-arn "$profile" --role-arn "$role" --endpoint "$endpoint" --ca-bundle "$pki/tls/ca.pem")
+service=(--profile-arn "$profile" --role-arn "$role" --ca-bundle "$pki/tls/ca.pem")
+# The mock's TLS certificate names both 127.0.0.1 and localhost.
+localhost_endpoint=${endpoint/127.0.0.1/localhost}
 
 # check_credentials LABEL: passes when $work/out is a credential_process document.
 check_credentials() {
@@ -139,12 +142,13 @@ check_credentials() {
     fi
 }
 
-# credential_process LABEL BUILD SYSROOT TRUST-ANCHOR ARGS...: one credential-process that
-# must succeed.
+# credential_process LABEL BUILD SYSROOT TRUST-ANCHOR ENDPOINT ARGS...: one
+# credential-process that must succeed.
 credential_process() {
-    local label=$1 build=$2 sysroot=$3 anchor=$4
-    shift 4
-    if agent "$build" "$sysroot" credential-process "$@" --trust-anchor-arn "$anchor" "${service[@]}"; then
+    local label=$1 build=$2 sysroot=$3 anchor=$4 url=$5
+    shift 5
+    if agent "$build" "$sysroot" credential-process "$@" \
+        --trust-anchor-arn "$anchor" --endpoint "$url" "${service[@]}"; then
         check_credentials "$label"
     else
         fail "$label (exit status $?)"
@@ -192,10 +196,11 @@ for build in "${builds[@]}"; do
         fail "$build: version (expected 'ra-agent $version')"
     fi
 
-    credential_process "$build: credential-process, RSA file key" "$build" "$sysroot" "$rsa_anchor" \
+    credential_process "$build: credential-process, RSA file key" "$build" "$sysroot" "$rsa_anchor" "$endpoint" \
         --certificate "$pki/rsa/leaf.pem" --private-key "$pki/rsa/leaf.key" \
         --intermediates "$pki/rsa/chain.pem"
-    credential_process "$build: credential-process, EC P-256 file key" "$build" "$sysroot" "$ec_anchor" \
+    credential_process "$build: credential-process, EC P-256 file key, localhost" \
+        "$build" "$sysroot" "$ec_anchor" "$localhost_endpoint" \
         --certificate "$pki/ec/leaf.pem" --private-key "$pki/ec/leaf.key" \
         --intermediates "$pki/ec/chain.pem"
 
@@ -204,7 +209,7 @@ for build in "${builds[@]}"; do
         status=0
         agent "$build" "" credential-process \
             --certificate 'pkcs11:token=ra-test;object=rsa-cert;type=cert' \
-            --trust-anchor-arn "$rsa_anchor" "${service[@]}" || status=$?
+            --endpoint "$endpoint" --trust-anchor-arn "$rsa_anchor" "${service[@]}" || status=$?
         if [[ $status -eq 2 ]] && grep -q 'dynamically linked build' "$work/err"; then
             pass "$label"
         else
@@ -237,12 +242,12 @@ for build in "${pkcs11_builds[@]}"; do
     # This path exists only in the sysroot, so the x86_64 module is never picked up.
     module="/usr/lib/$(cross_gnu_prefix "$build")/softhsm/libsofthsm2.so"
     credential_process "$build: credential-process, RSA key in SoftHSM2" \
-        "$build" "$softhsm_root" "$rsa_anchor" \
+        "$build" "$softhsm_root" "$rsa_anchor" "$endpoint" \
         --certificate "pkcs11:token=ra-test;object=rsa-cert;type=cert?pin-source=$work/pin" \
         --pkcs11-lib "$module"
     # The token contains the RSA intermediate but not the EC one, which comes from a file.
     credential_process "$build: credential-process, EC P-256 key in SoftHSM2" \
-        "$build" "$softhsm_root" "$ec_anchor" \
+        "$build" "$softhsm_root" "$ec_anchor" "$endpoint" \
         --certificate "pkcs11:token=ra-test;object=ec256;type=cert?pin-source=$work/pin" \
         --intermediates "$pki/ec/chain.pem" --pkcs11-lib "$module"
 done
