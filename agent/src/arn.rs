@@ -119,6 +119,13 @@ impl Identity {
                     "invalid --region {r:?}: expected a name such as us-east-1"
                 )));
             }
+            Some(r) if r != profile.region => {
+                return Err(Error::Usage(format!(
+                    "region mismatch: --region {r} but the profile is in {}; the region must \
+                     match the profile and trust anchor",
+                    profile.region
+                )));
+            }
             Some(r) => r.to_owned(),
             None => anchor.region.clone(),
         };
@@ -167,9 +174,11 @@ mod tests {
     }
 
     #[test]
-    fn identity_region_override_wins() {
-        let id = Identity::new(ANCHOR, PROFILE, ROLE, Some("eu-west-1")).unwrap();
-        assert_eq!(id.region, "eu-west-1");
+    fn identity_region_override_must_match_profile() {
+        let id = Identity::new(ANCHOR, PROFILE, ROLE, Some("us-east-1")).unwrap();
+        assert_eq!(id.region, "us-east-1");
+        let err = Identity::new(ANCHOR, PROFILE, ROLE, Some("eu-west-1")).unwrap_err();
+        assert!(err.to_string().contains("region mismatch"), "{err}");
     }
 
     #[test]

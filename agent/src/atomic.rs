@@ -28,7 +28,7 @@ impl Default for FileMode {
 
 /// Replaces `path` with `contents`: a temporary file in the same directory is written,
 /// flushed to disk and renamed over the target, then the directory is flushed. Missing
-/// parent directories are created with mode 0700.
+/// parent directories are created as [`create_dir`] describes.
 pub fn write(path: &Path, contents: &[u8], access: FileMode) -> Result<(), Error> {
     let output_error = |source: std::io::Error| Error::Output {
         path: path.display().to_string(),
@@ -38,13 +38,7 @@ pub fn write(path: &Path, contents: &[u8], access: FileMode) -> Result<(), Error
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    if !dir.exists() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(output_error)?;
-    }
+    create_dir(dir, access).map_err(output_error)?;
     let file_name = path
         .file_name()
         .ok_or_else(|| output_error(std::io::Error::other("the path names no file")))?;
@@ -58,6 +52,26 @@ pub fn write(path: &Path, contents: &[u8], access: FileMode) -> Result<(), Error
         let _ = fs::remove_file(&temp);
     }
     result.map_err(output_error)
+}
+
+/// Creates `dir` and its missing parents when absent: mode 0700, or 0750 with the group
+/// when `access` names one, so the group's apps can reach the files inside. An existing
+/// directory is left as it is.
+pub fn create_dir(dir: &Path, access: FileMode) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mode = if access.group.is_some() { 0o750 } else { 0o700 };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)?;
+    if let Some(gid) = access.group {
+        std::os::unix::fs::chown(dir, None, Some(gid))?;
+        // The create mode is filtered by the umask; set the exact bits.
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 fn write_and_rename(

@@ -259,6 +259,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Options, Error>
                 )));
             }
             Short('h') | Long("help") => command = Some(Command::Help),
+            Long("version") => command = Some(Command::Version),
             Long("certificate") => options.certificate = Some(string(&mut parser, "certificate")?),
             Long("private-key") => options.private_key = Some(string(&mut parser, "private-key")?),
             Long("intermediates") => options.intermediates = Some(path(&mut parser)?),

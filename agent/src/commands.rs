@@ -186,13 +186,23 @@ pub fn status(options: &Options) -> Result<(), Error> {
         }
     };
     let status = Status::read(&path)?;
+    let running = status.is_running();
     if options.json {
+        let mut value = serde_json::to_value(&status).unwrap_or_default();
+        value["running"] = running.into();
         println!(
             "{}",
-            serde_json::to_string_pretty(&status).unwrap_or_default()
+            serde_json::to_string_pretty(&value).unwrap_or_default()
         );
     } else {
         print!("{}", status.human());
+    }
+    if !running {
+        return Err(Error::transient(format!(
+            "the agent that wrote {} (pid {}) is not running",
+            path.display(),
+            status.pid
+        )));
     }
     Ok(())
 }
@@ -240,18 +250,44 @@ pub fn sign_string(options: &Options) -> Result<(), Error> {
     })
 }
 
+fn key_type(kind: ra_signer::KeyKind) -> String {
+    match kind {
+        ra_signer::KeyKind::Rsa { bits } => format!("RSA {bits}"),
+        ra_signer::KeyKind::P256 => "EC P-256".into(),
+        ra_signer::KeyKind::P384 => "EC P-384".into(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// `read-certificate-data`: print facts about the certificate as JSON.
+///
+/// Without `--private-key` (and for a certificate file) only the certificate and any
+/// certificates after it in the file are read, as `aws_signing_helper` does.
 pub fn read_certificate_data(options: &Options) -> Result<(), Error> {
-    let loaded = signers::open(options)?;
-    let cert = &loaded.certificate;
+    let certificate = crate::cli::required(&options.certificate, "certificate")?;
+    let file_only = options.private_key.is_none() && !certificate.starts_with("pkcs11:");
+    let (cert, algorithm, chain_der) = if file_only {
+        let mut certs = ra_signer::read_certificates(Path::new(certificate))?;
+        let leaf = certs.remove(0);
+        let chain = ra_signer::build_chain(&leaf, &certs)
+            .into_iter()
+            .map(ra_signer::Certificate::into_der)
+            .collect::<Vec<_>>();
+        let algorithm = leaf.key_kind().algorithm();
+        (leaf, algorithm, chain)
+    } else {
+        let loaded = signers::open(options)?;
+        let algorithm = loaded.signer.algorithm();
+        let chain = loaded.signer.chain().to_vec();
+        (loaded.certificate, algorithm, chain)
+    };
+    let cert = &cert;
     let time = |t: i64| {
         OffsetDateTime::from_unix_timestamp(t)
             .map(format_expiration)
             .unwrap_or_default()
     };
-    let chain: Vec<String> = loaded
-        .signer
-        .chain()
+    let chain: Vec<String> = chain_der
         .iter()
         .filter_map(|der| ra_signer::Certificate::from_der(der.clone(), "chain").ok())
         .map(|c| c.subject().to_owned())
@@ -262,8 +298,8 @@ pub fn read_certificate_data(options: &Options) -> Result<(), Error> {
         "serialNumber": cert.serial_decimal(),
         "notBefore": time(cert.not_before()),
         "notAfter": time(cert.not_after()),
-        "keyType": format!("{:?}", cert.key_kind()),
-        "algorithm": loaded.signer.algorithm().aws_name(),
+        "keyType": key_type(cert.key_kind()),
+        "algorithm": algorithm.aws_name(),
         "chain": chain,
     });
     let text = serde_json::to_string_pretty(&data).unwrap_or_default();

@@ -50,6 +50,11 @@ struct File {
     hop_limit: Option<u8>,
     ecs_token_file: Option<PathBuf>,
     debug: Option<bool>,
+    profile: Option<String>,
+    json_file: Option<PathBuf>,
+    mode: Option<String>,
+    group: Option<String>,
+    no_verify_ssl: Option<bool>,
 }
 
 /// Reads `path` and sets the options it names.
@@ -90,8 +95,17 @@ pub fn apply(path: &Path, options: &mut Options) -> Result<(), Error> {
         status_file,
         request_timeout,
         bind,
-        ecs_token_file
+        ecs_token_file,
+        json_file,
+        mode,
+        group
     );
+    if let Some(v) = file.profile {
+        options.profile = v;
+    }
+    if let Some(v) = file.no_verify_ssl {
+        options.no_verify_ssl = v;
+    }
     if let Some(v) = file.session_duration {
         options.session_duration = v;
     }

@@ -33,7 +33,7 @@ impl Output {
     /// Writes `credentials` to this output, holding its lock for the whole
     /// read-merge-replace.
     pub fn write(&self, credentials: &Credentials) -> Result<(), Error> {
-        let _lock = lock(&self.path)?;
+        let _lock = lock(&self.path, self.access)?;
         let contents = match &self.format {
             Format::SharedCredentials { profile } => {
                 let existing = read_existing(&self.path)?;
@@ -71,9 +71,9 @@ fn read_existing(path: &Path) -> Result<Zeroizing<String>, Error> {
     }
 }
 
-/// Takes an exclusive lock on `.NAME.lock` beside `path`, creating the directory (0700)
-/// and the lock file (0600) when missing. The lock is released when the file closes.
-fn lock(path: &Path) -> Result<File, Error> {
+/// Takes an exclusive lock on `.NAME.lock` beside `path`, creating the directory (see
+/// [`atomic::create_dir`]) and the lock file (0600) when missing. The lock is released when the file closes.
+fn lock(path: &Path, access: FileMode) -> Result<File, Error> {
     let output_error = |source: std::io::Error| Error::Output {
         path: path.display().to_string(),
         source,
@@ -82,14 +82,7 @@ fn lock(path: &Path) -> Result<File, Error> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    if !dir.exists() {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(output_error)?;
-    }
+    atomic::create_dir(dir, access).map_err(output_error)?;
     let mut name = std::ffi::OsString::from(".");
     name.push(path.file_name().unwrap_or_default());
     name.push(".lock");

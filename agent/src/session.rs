@@ -95,7 +95,13 @@ impl Endpoint {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("no scheme"))?;
         let default_port = match scheme {
             "https" => "443",
-            "http" => "80",
+            "http" => {
+                log::warn!(
+                    "--endpoint {url} is plain HTTP: the signed request and the credentials \
+                     cross the network unencrypted"
+                );
+                "80"
+            }
             _ => return Err(invalid("the scheme must be https")),
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
@@ -215,6 +221,14 @@ pub fn send(
         builder = builder.header(*name, value.as_str());
     }
     let mut response = builder.send(request.body.as_bytes()).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") {
+            return Error::Usage(format!(
+                "the TLS certificate of {} is not trusted ({text}); add its CA with \
+                 --ca-bundle or AWS_CA_BUNDLE",
+                endpoint.url
+            ));
+        }
         let context = match &e {
             ureq::Error::Timeout(_) => format!("request to {} timed out", endpoint.url),
             _ => format!("cannot reach {}", endpoint.url),
@@ -331,6 +345,11 @@ fn parse_failure(
     let message = parsed
         .message
         .unwrap_or_else(|| body.chars().take(200).collect());
+    let message = if message.trim().is_empty() {
+        "(no message)".to_owned()
+    } else {
+        message
+    };
     if status == 429 || status >= 500 || error_type.contains("Throttling") {
         return Error::Transient {
             context: format!("the service is unavailable: HTTP {status} {error_type}: {message}"),

@@ -512,6 +512,20 @@ fn daemon_survives_token_recreation_and_speaks_sd_notify() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+
+    // The status outlives the agent, and says so.
+    let output = run(
+        &args(&["status", "--status-file", status_file.to_str().unwrap()]),
+        &file,
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("NOT RUNNING"));
+    assert!(
+        stderr(&output).contains("is not running"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -602,6 +616,10 @@ fn config_file_outputs_with_mode_and_flags_override() {
             .gid(),
         0
     );
+    // A directory the agent creates for a group output is reachable by that group.
+    let out_dir = std::fs::metadata(dir.path("out")).unwrap();
+    assert_eq!(out_dir.mode() & 0o777, 0o750);
+    assert_eq!(out_dir.gid(), 0);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path("out/credentials.json")).unwrap())
             .unwrap();

@@ -243,8 +243,8 @@ fn bad_input_keeps_credentials_file_and_exits_by_class() {
         Case {
             name: "untrusted TLS server",
             edit: |l, _| set(l, "--ca-bundle", pki("ec/root.pem").to_str().unwrap()),
-            status: 4,
-            message: "cannot reach",
+            status: 2,
+            message: "add its CA with --ca-bundle",
         },
     ];
     let server = start_server();
@@ -511,4 +511,50 @@ fn https_proxy_and_no_proxy_are_honoured() {
     );
     assert_process_json(&output, &server);
     assert_eq!(tunnels.load(Ordering::SeqCst), 1, "NO_PROXY was ignored");
+}
+
+#[test]
+fn read_certificate_data_needs_no_key() {
+    let dir = TempDir::new("read-cert");
+    let cert = pki("ec/leaf-fullchain.pem");
+    let output = run(
+        &args(&[
+            "read-certificate-data",
+            "--certificate",
+            cert.to_str().unwrap(),
+        ]),
+        &dir.path("c"),
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["serialNumber"], "2119674654");
+    assert_eq!(json["keyType"], "EC P-256");
+    assert_eq!(json["algorithm"], "AWS4-X509-ECDSA-SHA256");
+    assert_eq!(json["chain"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn region_override_must_match_profile() {
+    let server = start_server();
+    let dir = TempDir::new("region");
+    let mut list = file_key_args(
+        &server,
+        "rsa/leaf-fullchain.pem",
+        "rsa/leaf.key",
+        RSA_TRUST_ANCHOR_ARN,
+    );
+    list.extend(args(&["--region", "eu-west-1"]));
+    let output = run(
+        &with_command("credential-process", list),
+        &dir.path("c"),
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--region eu-west-1"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.request_count(), 0);
 }

@@ -50,14 +50,25 @@ impl Status {
             .map_err(|e| Error::Usage(format!("status file {} is not valid: {e}", path.display())))
     }
 
+    /// Returns whether the process that wrote the status is still running (Linux
+    /// `/proc`). A stopped agent leaves its last status behind.
+    pub fn is_running(&self) -> bool {
+        self.pid != 0 && Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
     /// Renders the status for people.
     pub fn human(&self) -> String {
         let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "never".into());
         let mut text = format!(
-            "agent pid:            {}\nrole:                 {}\nprofile:              {}\n\
+            "agent pid:            {}{}\nrole:                 {}\nprofile:              {}\n\
              outputs:              {}\ncredentials expire:   {}\nlast refresh:         {}\n\
              last attempt:         {}\nnext attempt:         {}\ncertificate expires:  {}\n",
             self.pid,
+            if self.is_running() {
+                " (running)"
+            } else {
+                " (NOT RUNNING)"
+            },
             self.role_arn,
             self.profile_arn,
             self.outputs.join(", "),
