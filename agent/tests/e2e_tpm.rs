@@ -539,7 +539,7 @@ fn tpm_sign_string_and_read_certificate_data() {
             create_fixture(&swtpm, "rsa-file", rsa_key, None, Ca::Rsa),
             Ca::Rsa,
             None,
-            "Rsa { bits: 2048 }",
+            "RSA 2048",
             "AWS4-X509-RSA-SHA256",
         ),
         (
@@ -547,7 +547,7 @@ fn tpm_sign_string_and_read_certificate_data() {
             create_fixture(&swtpm, "p384-persistent", p384_key, Some("sign pw"), Ca::Ec),
             Ca::Ec,
             Some("sign pw"),
-            "P384",
+            "EC P-384",
             "AWS4-X509-ECDSA-SHA256",
         ),
     ];
