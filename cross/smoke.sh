@@ -10,6 +10,8 @@
 #   - `credential-process` with the RSA and the EC P-256 test keys from PEM files returns
 #     credentials that the mock issued after verifying chain and signature. The EC run
 #     names the endpoint `localhost`, so the libc resolver (static glibc too) is used;
+#   - with the agent's tpm feature, `credential-process` signs with an RSA key persistent
+#     in swtpm (Unix socket), made with tpm2-tools;
 #   - the static builds reject a pkcs11: URI with exit status 2 and a message that names
 #     a dynamically linked build as the fix.
 # The two glibc builds also sign with keys in a SoftHSM2 token: the arm64 or armhf
@@ -65,7 +67,7 @@ apt_install() {
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
-apt_install qemu-user softhsm2 opensc openssl
+apt_install qemu-user softhsm2 opensc openssl swtpm swtpm-tools tpm2-tools
 
 target_base=${CARGO_TARGET_DIR:-$cross_repo_root/target}
 pki=tests/vectors/pki
@@ -78,9 +80,11 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 
 work=$(mktemp -d)
 server_pid=
+swtpm_pid=
 token_parent=
 cleanup() {
     [[ -z "$server_pid" ]] || kill "$server_pid" 2>/dev/null || true
+    [[ -z "$swtpm_pid" ]] || kill "$swtpm_pid" 2>/dev/null || true
     rm -rf "$work"
     [[ -z "$token_parent" ]] || rm -rf "$token_parent"
 }
@@ -181,6 +185,46 @@ softhsm_sysroot() {
     echo "$dir"
 }
 
+# start_swtpm: starts swtpm on a Unix socket with an RSA-2048 key persistent at
+# 0x81000101 (made with tpm2-tools) and writes $work/tpm/cert.pem, a certificate for it
+# from the RSA test intermediate.
+start_swtpm() {
+    local dir=$work/tpm
+    mkdir -p "$dir/state"
+    swtpm socket --tpm2 --flags not-need-init,startup-clear --tpmstate "dir=$dir/state" \
+        --server "type=unixio,path=$dir/tpm.sock" --ctrl "type=unixio,path=$dir/tpm.sock.ctrl" \
+        >"$dir/swtpm.log" 2>&1 &
+    swtpm_pid=$!
+    local _
+    for _ in $(seq 100); do
+        [[ -S "$dir/tpm.sock" ]] && break
+        sleep 0.05
+    done
+    # swtpm has no resource manager, so every tool's leftovers are flushed after it.
+    tool() {
+        TPM2TOOLS_TCTI="swtpm:path=$dir/tpm.sock" "$@" >/dev/null
+        TPM2TOOLS_TCTI="swtpm:path=$dir/tpm.sock" tpm2_flushcontext -t >/dev/null
+        TPM2TOOLS_TCTI="swtpm:path=$dir/tpm.sock" tpm2_flushcontext -s >/dev/null
+    }
+    (
+        cd "$dir"
+        tool tpm2_createprimary -Q -C o -g sha256 -G ecc -c primary.ctx
+        tool tpm2_create -Q -C primary.ctx -G rsa2048 -u key.pub -r key.priv
+        tool tpm2_load -Q -C primary.ctx -u key.pub -r key.priv -c key.ctx
+        tool tpm2_evictcontrol -Q -C o -c key.ctx 0x81000101
+        tool tpm2_readpublic -Q -c 0x81000101 -f pem -o key.pem
+    )
+    printf 'keyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n' >"$dir/ext.cnf"
+    openssl x509 -new -subj "/CN=tpm-smoke/O=Example Test" -force_pubkey "$dir/key.pem" \
+        -CA "$pki/rsa/int.pem" -CAkey "$pki/rsa/int.key" -days 2 -extfile "$dir/ext.cnf" \
+        -out "$dir/cert.pem" 2>/dev/null
+}
+tpm=
+if cross_agent_has_feature tpm; then
+    start_swtpm
+    tpm=1
+fi
+
 for build in "${builds[@]}"; do
     binary=$(cross_binary "$build")
     if [[ ! -x "$binary" ]]; then
@@ -203,6 +247,13 @@ for build in "${builds[@]}"; do
         "$build" "$sysroot" "$ec_anchor" "$localhost_endpoint" \
         --certificate "$pki/ec/leaf.pem" --private-key "$pki/ec/leaf.key" \
         --intermediates "$pki/ec/chain.pem"
+
+    if [[ -n "$tpm" ]]; then
+        credential_process "$build: credential-process, RSA key in swtpm" \
+            "$build" "$sysroot" "$rsa_anchor" "$endpoint" \
+            --certificate "$work/tpm/cert.pem" --intermediates "$pki/rsa/chain.pem" \
+            --private-key handle:0x81000101 --tpm-device "unix:$work/tpm/tpm.sock"
+    fi
 
     if cross_is_static "$build"; then
         label="$build: pkcs11: URI rejected with a clear message"
