@@ -106,7 +106,7 @@ mod tests {
     use std::os::unix::fs::MetadataExt as _;
 
     #[test]
-    fn write_creates_file_with_mode_0600_and_dir_0700() {
+    fn write_creates_private_file_and_dir() {
         let base = std::env::temp_dir().join(format!("ra-atomic-{}", std::process::id()));
         let path = base.join("sub/credentials");
         write(&path, b"one", FileMode::default()).unwrap();

@@ -29,7 +29,7 @@ pub enum Error {
     Usage(String),
     /// A certificate, key or signer backend failed.
     Signer(ra_signer::Error),
-    /// The service answered with an error status.
+    /// The service responded with an error status.
     Rejected {
         status: u16,
         error_type: String,

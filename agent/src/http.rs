@@ -8,7 +8,7 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::error::Error;
 
-/// Where the system CA bundle lives on the distributions devices commonly run.
+/// System CA bundle paths on the distributions devices commonly run.
 const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -98,7 +98,7 @@ fn read_pem_certificates(path: &Path) -> Result<Vec<Certificate<'static>>, Error
     }
     if certs.is_empty() {
         return Err(Error::Usage(format!(
-            "CA bundle {} holds no PEM certificate",
+            "invalid CA bundle {}: no PEM certificate found",
             path.display()
         )));
     }

@@ -3,8 +3,8 @@
 //! The binary's `main` only parses arguments and sets up logging; everything it runs is
 //! here so tests can drive it.
 //!
-//! Features: `file-key` (default) signs with PEM keys on disk; `pkcs11` (default) signs
-//! with keys in a PKCS#11 token; `tpm` (default) signs with TPM 2.0 keys in pure Rust.
+//! Features, all on by default: `file-key` signs with PEM keys on disk, `pkcs11` with keys
+//! in a PKCS#11 token, and `tpm` with TPM 2.0 keys in pure Rust.
 #![forbid(unsafe_code)]
 
 pub mod arn;

@@ -14,7 +14,7 @@ use crate::error::Error;
 pub const PIN_VARIABLE: &str = "RA_AGENT_PKCS11_PIN";
 
 /// Opens the token signer. The certificate is a `pkcs11:` URI or a file whose private key
-/// is on a token; the key URI is optional when the certificate is on the token.
+/// is on a token. The key URI is optional when the certificate is on the token.
 pub fn open(options: &Options) -> Result<Box<dyn Signer>, Error> {
     let certificate = required(&options.certificate, "certificate")?;
     let key_uri = match options.private_key.as_deref() {

@@ -188,18 +188,10 @@ pub fn sign_request(
     })
 }
 
-/// Formats `X-Amz-Date`: `YYYYMMDDTHHMMSSZ` in UTC.
+/// Formats `X-Amz-Date`: `YYYYMMDDTHHMMSSZ` in UTC, the ISO 8601 basic form of the
+/// expiration format.
 pub fn amz_date(now: OffsetDateTime) -> String {
-    let t = now.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    crate::credentials::format_expiration(now).replace(['-', ':'], "")
 }
 
 /// The service's response to one attempt.

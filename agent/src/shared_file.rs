@@ -149,7 +149,7 @@ mod tests {
     }
 
     #[test]
-    fn merge_replaces_only_target_keys_and_keeps_the_rest() {
+    fn merge_replaces_only_target_keys() {
         let before = "# top comment\n[other]\naws_access_key_id = KEEP\n\n[default]\nregion = eu-west-1\naws_access_key_id=OLD\n; note\naws_secret_access_key = OLD\naws_security_token = STALE\naws_session_token_extra = keep\naws_session_token = OLD\n\n[last]\nx = 1\n";
         let out = merge(before, "default", &creds());
         let expected = "# top comment\n[other]\naws_access_key_id = KEEP\n\n[default]\nregion = eu-west-1\naws_access_key_id = AKNEW\n; note\naws_secret_access_key = SKNEW\naws_session_token_extra = keep\naws_session_token = TKNEW\n\n[last]\nx = 1\n";
@@ -157,7 +157,7 @@ mod tests {
     }
 
     #[test]
-    fn merge_keeps_crlf_and_adds_missing_keys_inside_section() {
+    fn merge_keeps_crlf_adds_missing_keys() {
         let before = "[default]\r\nregion = us-east-1\r\n\r\n[b]\r\nk = v\r\n";
         let out = merge(before, "default", &creds());
         assert_eq!(

@@ -18,8 +18,8 @@ pub struct Canonical {
 /// Builds the canonical request for `method` on `path` (already URI-encoded, no query
 /// string is used by CreateSession) over every header in `headers`, in any order and case.
 ///
-/// Header names are lowercased and sorted; values are trimmed and runs of spaces inside
-/// them collapsed to one; repeated names are joined with commas in the order given.
+/// Header names are lowercased and sorted. Values are trimmed, and runs of spaces inside
+/// them are collapsed to one. Repeated names are joined with commas in the order given.
 pub fn canonical_request(
     method: &str,
     path: &str,

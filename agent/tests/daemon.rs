@@ -316,7 +316,7 @@ fn readers_never_see_torn_file_during_1000_refreshes() {
 }
 
 #[test]
-fn kill_9_during_write_leaves_old_or_new_file() {
+fn kill_during_write_keeps_file_whole() {
     let server = start_server();
     let dir = TempDir::new("d-kill");
     let file = dir.path("credentials");
@@ -513,7 +513,7 @@ fn daemon_survives_token_recreation_and_speaks_sd_notify() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    // The status outlives the agent, and says so.
+    // The status file outlives the agent, and `status` reports that.
     let output = run(
         &args(&["status", "--status-file", status_file.to_str().unwrap()]),
         &file,

@@ -143,7 +143,7 @@ fn set(list: &mut [String], flag: &str, value: &str) {
 }
 
 #[test]
-fn bad_input_keeps_credentials_file_and_exits_by_class() {
+fn bad_input_exit_status_and_file() {
     let cases = [
         Case {
             name: "invalid role ARN",
@@ -395,7 +395,7 @@ fn debug_logs_never_contain_secrets() {
 }
 
 #[test]
-fn sign_string_and_read_certificate_data_work_with_file_key() {
+fn sign_string_and_certificate_data() {
     let dir = TempDir::new("sign");
     let cert = pki("rsa/leaf.pem");
     let list = args(&[
@@ -434,7 +434,7 @@ fn sign_string_and_read_certificate_data_work_with_file_key() {
     assert!(ra_signer::verify_signature(leaf, b"hello", &signature));
 }
 
-/// A minimal HTTP CONNECT proxy on loopback that counts the tunnels it opened.
+/// Starts a minimal HTTP CONNECT proxy on loopback that counts the tunnels it opens.
 fn start_connect_proxy() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{BufRead as _, BufReader, Write as _};
     use std::net::{TcpListener, TcpStream};

@@ -2,7 +2,7 @@ use x509_parser::prelude::*;
 
 use crate::Certificate;
 
-/// The most intermediate certificates Roles Anywhere accepts in `X-Amz-X509-Chain`.
+/// The maximum number of intermediate certificates Roles Anywhere accepts in `X-Amz-X509-Chain`.
 pub const MAX_CHAIN_LEN: usize = 5;
 
 /// Returns whether `issuer`'s key verifies the signature on `child` and `issuer`'s subject
@@ -25,7 +25,7 @@ pub fn issued_by(child: &Certificate, issuer: &Certificate) -> bool {
 ///
 /// Starting at the leaf, each step takes the candidate that verifiably issued the previous
 /// link. The walk stops at a self-signed certificate (a root, which the trust anchor
-/// already holds and which is not sent), when no candidate issued the last link, or after
+/// already contains, so it is not sent), when no candidate issued the last link, or after
 /// [`MAX_CHAIN_LEN`] links. Candidates that are not on the path are left out, and so is
 /// any copy of the leaf.
 pub fn build_chain(leaf: &Certificate, candidates: &[Certificate]) -> Vec<Certificate> {

@@ -3,7 +3,7 @@ use std::fmt;
 /// A boxed error from a backend, kept as the `source()` of [`Error::Backend`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// What went wrong while loading a certificate or key, or while signing.
+/// An error loading a certificate or key, or signing.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -20,7 +20,7 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
-    /// The key backend (token, TPM) failed; the source holds its own error code.
+    /// The key backend (token, TPM) failed; the source contains its own error code.
     Backend { context: String, source: BoxError },
 }
 

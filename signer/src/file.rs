@@ -133,7 +133,7 @@ impl Signer for FileSigner {
 }
 
 impl Key {
-    /// Returns the public key in the form a certificate's subjectPublicKey holds it.
+    /// Returns the public key encoded as a certificate's subjectPublicKey contains it.
     fn public_key(&self) -> Vec<u8> {
         match self {
             Key::Rsa(pair) => pair.public_key().as_ref().to_vec(),

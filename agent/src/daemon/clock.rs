@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-/// What can interrupt a wait.
+/// An event that interrupts a wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// Re-read certificate, chain and key now (`SIGHUP`).
@@ -47,7 +47,7 @@ impl Clock for SystemClock {
         match events.recv_timeout(duration) {
             Ok(event) => Some(event),
             Err(RecvTimeoutError::Timeout) => None,
-            // Nobody can send any more: nothing will interrupt, so sleep the full time.
+            // The sender is gone, so no event can arrive: sleep the full time.
             Err(RecvTimeoutError::Disconnected) => {
                 std::thread::sleep(duration);
                 None
@@ -57,7 +57,7 @@ impl Clock for SystemClock {
 }
 
 /// A clock for tests: waits return at once, advance the time and are recorded. An
-/// optional hook sees each advance (for example to move a test server's clock along).
+/// optional hook is called after each advance (for example to move a test server's clock along).
 pub struct ManualClock {
     state: Mutex<ManualState>,
     #[allow(clippy::type_complexity)] // a boxed callback, named once

@@ -55,7 +55,7 @@ impl Margin {
 pub struct Backoff {
     pub base: Duration,
     pub cap: Duration,
-    /// Full jitter draws from the whole range; without it the wait is at least half the
+    /// Full jitter draws from the whole range. Without it the wait is at least half the
     /// ceiling, so a rejected request is not retried soon by chance.
     pub full_jitter: bool,
 }
@@ -162,7 +162,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn margin_default_is_larger_of_five_minutes_and_ten_percent() {
+    fn margin_parse_and_default() {
         assert_eq!(Margin::Default.seconds(3600), 360);
         assert_eq!(Margin::Default.seconds(900), 300);
         assert_eq!(Margin::parse("10%").unwrap().seconds(43200), 4320);
@@ -182,7 +182,7 @@ mod tests {
     }
 
     #[test]
-    fn after_success_never_busy_loops_on_short_or_past_expiry() {
+    fn after_success_past_expiry_waits() {
         let settings = Settings::default();
         let mut jitter = Jitter::with_seed(7);
         assert_eq!(
@@ -205,7 +205,8 @@ mod tests {
         let mut jitter = Jitter::with_seed(3);
         for n in 1..40 {
             let wait = settings.after_failure(b, n, &mut jitter);
-            assert!(wait >= settings.min_interval && wait <= Duration::from_secs(300));
+            assert!(wait >= settings.min_interval, "{n}: {wait:?}");
+            assert!(wait <= Duration::from_secs(300), "{n}: {wait:?}");
         }
         let rejected = settings.rejected;
         for n in 1..10 {

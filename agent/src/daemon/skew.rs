@@ -6,7 +6,7 @@ use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 /// Skew below this is left alone; the service accepts 5 minutes either way.
 pub const IGNORED_SKEW_SECS: i64 = 60;
 
-/// Returns whether a rejection message says the signature date is out of range
+/// Returns whether a rejection message reports the signature date is out of range
 /// ("Signature expired", "Signature not yet current", "request date").
 pub fn is_date_rejection(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();

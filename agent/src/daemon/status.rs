@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::{self, FileMode};
 use crate::error::Error;
 
-/// What the daemon last did. Times are `YYYY-MM-DDTHH:MM:SSZ`.
+/// The daemon's last recorded state. Times are `YYYY-MM-DDTHH:MM:SSZ`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
@@ -26,7 +26,7 @@ pub struct Status {
 }
 
 impl Status {
-    /// Writes the status atomically, mode 0640 (it holds no secret).
+    /// Writes the status atomically, mode 0640, because it contains no secret.
     pub fn write(&self, path: &Path) -> Result<(), Error> {
         let mut json = serde_json::to_string_pretty(self).unwrap_or_default();
         json.push('\n');

@@ -44,7 +44,7 @@ pub fn start_server() -> Server {
     Server::start(Config::test_pki().unwrap()).unwrap()
 }
 
-/// The identity and endpoint flags for `server`, with the RSA or EC trust anchor.
+/// Returns the identity and endpoint flags for `server`, with the RSA or EC trust anchor.
 pub fn identity_args(server: &Server, anchor: &str) -> Vec<String> {
     vec![
         "--trust-anchor-arn".into(),
@@ -104,7 +104,7 @@ pub fn assert_process_json(output: &Output, server: &Server) {
     assert!(expiration.ends_with('Z'), "{expiration}");
 }
 
-/// Checks that the profile in the credentials file holds what the server issued last.
+/// Checks that the profile in the credentials file contains what the server issued last.
 pub fn assert_profile_written(file: &Path, profile: &str, server: &Server) {
     let text = std::fs::read_to_string(file).unwrap();
     let issued = server.issued().pop().unwrap();
